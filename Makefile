@@ -1,0 +1,64 @@
+# One entry point for everything a person runs. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXTRAS ?= training,aws,infra,dev
+DATA ?= ../shared/datasets/banking77
+LOCAL := .local
+PYTEST_ARGS ?=
+
+.PHONY: lock help setup run test test-unit test-infra test-integration lint format typecheck synth bench-distill clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the project with every extra (pinned by constraints.txt)
+
+run: setup ## train a quick model on BANKING77 locally (SageMaker env contract) and predict with it
+	$(PY) -m models.train --profile quick --train $(DATA)/train.csv --test $(DATA)/test.csv \
+		--model-dir $(LOCAL)/model --output-data-dir $(LOCAL)/output --checkpoint-dir $(LOCAL)/checkpoints
+	$(PY) -m cnai predict --model-dir $(LOCAL)/model "I lost my card" "how do I top up by bank transfer?"
+
+test: setup ## run every test (unit, infra, integration)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup ## fast unit tests only
+	$(PY) -m pytest -m "unit" $(PYTEST_ARGS)
+
+test-infra: setup ## CDK assertions and cdk-nag
+	$(PY) -m pytest -m "infra" $(PYTEST_ARGS)
+
+test-integration: setup ## moto, local servers, small end-to-end pipelines
+	$(PY) -m pytest -m "integration" $(PYTEST_ARGS)
+
+lint: setup ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: setup ## mypy on our code
+	$(VENV)/bin/mypy
+
+synth: setup ## synthesize the CDK app (no AWS account needed)
+	$(PY) app.py
+
+bench-distill: setup ## full BANKING77 factory run: teacher vs student table + reports/bench-distill.json
+	$(PY) -m models.bench_distill --data $(DATA) --out reports
+
+clean: ## remove build outputs (keeps .venv)
+	rm -rf $(LOCAL) reports cdk.out .pytest_cache .mypy_cache .ruff_cache
+
+lock: ## re-pin constraints.txt from the current .venv
+	{ echo "# Pins for every package the project installs (pip install -c constraints.txt). Regenerate: make lock"; \
+	  $(VENV)/bin/pip freeze --exclude-editable | grep -viE '^(cnai|-e )'; } > constraints.txt

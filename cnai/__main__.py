@@ -1,0 +1,3 @@
+from cnai.cli import app
+
+app(prog_name="cnai")

@@ -1,0 +1,22 @@
+"""Domain errors: each carries enough context (file, line, field) for a person to fix the input."""
+
+from __future__ import annotations
+
+
+class CnaiError(Exception):
+    """Base of every error cnai raises on purpose; anything else is a bug."""
+
+
+class DataError(CnaiError):
+    """A dataset file cannot be used. Names the file, the line (1-based, header = line 1) and the problem."""
+
+    def __init__(self, path: str, problem: str, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        self.problem = problem
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {problem}")
+
+
+class ArtifactError(CnaiError):
+    """A model artifact is missing, partial or corrupt; it must never be served."""

@@ -1,0 +1,1 @@
+"""CDK: one stack per concern, reusable constructs, typed settings, cdk-nag on everything."""

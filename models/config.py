@@ -1,0 +1,174 @@
+"""Hyperparameters and the SageMaker training contract, resolved the same way on SageMaker and a laptop.
+
+Order (later wins): defaults < --profile < SM_HPS (SageMaker's JSON) < command-line flags. Paths come
+from flags or the SM_* variables, so `python models/train.py` runs unchanged inside a training job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cnai.errors import CnaiError
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # The default recipe: what `make bench-distill` runs on all of BANKING77.
+    "default": {},
+    # A few minutes on a laptop: enough to see the whole pipeline work, not to hit the accuracy targets.
+    "quick": {
+        "teacher_epochs": 1,
+        "student_epochs": 3,
+        "train_limit": 3000,
+        "test_limit": 770,
+        "latency_samples": 100,
+    },
+    # Seconds: tests. Tiny slices, one layer, few steps.
+    "tiny": {
+        "teacher_epochs": 2,
+        "student_epochs": 3,
+        "student_layers": 1,
+        "batch_size": 16,
+        "latency_samples": 10,
+        "latency_batches": 2,
+        "dev_fraction": 0.1,
+        "checkpoint_every": 5,
+    },
+}
+
+
+class HyperParameters(BaseModel):
+    """Everything that changes the model. Recorded in the model card as lineage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # data
+    text_column: str = "text"
+    label_column: str = "category"
+    train_limit: int | None = Field(None, ge=1, description="stratified subset of train (None: all)")
+    test_limit: int | None = Field(None, ge=1, description="stratified subset of test (None: all)")
+    dev_fraction: float = Field(0.05, ge=0.0, lt=0.5, description="held out of train for calibration")
+    seed: int = 42
+    # teacher
+    teacher: str = Field("default", description="hub id, local path, s3:// URI, or 'default' (offline MiniLM)")
+    teacher_finetune: Literal["auto", "always", "never"] = "auto"
+    teacher_epochs: int = Field(6, ge=0)
+    teacher_lr: float = Field(1e-4, gt=0)
+    teacher_head_lr: float = Field(2e-3, gt=0)
+    teacher_max_length: int = Field(128, ge=8)
+    # student
+    student_layers: int = Field(2, ge=1)
+    student_layer_map: str = Field("", description="teacher layers to copy, e.g. '0,5' (default: spread)")
+    student_epochs: int = Field(12, ge=1)
+    student_lr: float = Field(2e-4, gt=0)
+    student_head_lr: float = Field(2e-3, gt=0)
+    student_max_length: int = Field(128, ge=8)
+    prune_vocab: bool = True
+    kd_temperature: float = Field(2.0, gt=0)
+    kd_alpha: float = Field(0.8, ge=0, le=1, description="weight of soft targets (1 - alpha: hard labels)")
+    kd_hidden_weight: float = Field(1.0, ge=0, description="weight of pooled hidden-state transfer (MSE)")
+    # optimisation
+    batch_size: int = Field(32, ge=1, description="per process")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    grad_clip: float = Field(1.0, gt=0)
+    freeze_embeddings: bool = Field(True, description="keep the teacher's word embeddings fixed")
+    precision: Literal["fp32", "bf16"] = "fp32"
+    checkpoint_every: int = Field(100, ge=1, description="optimizer steps between checkpoints")
+    # export and evaluation
+    per_channel: bool = True
+    max_abs_logit_diff: float = 1e-3
+    min_int8_agreement: float = 0.99
+    abstain_threshold: float | None = Field(None, gt=0, lt=1)
+    eval_teacher: bool = Field(True, description="also evaluate the teacher in PyTorch and int8 ONNX")
+    latency_samples: int = Field(300, ge=1)
+    latency_batches: int = Field(20, ge=1)
+    model_name: str = "intent-classifier"
+
+    @model_validator(mode="after")
+    def _layers(self) -> HyperParameters:
+        if self.student_layer_map:
+            layers = [x for x in self.student_layer_map.split(",") if x.strip()]
+            if len(layers) != self.student_layers:
+                raise ValueError(
+                    f"student_layer_map names {len(layers)} layers but student_layers is {self.student_layers}"
+                )
+        return self
+
+
+class RunPaths(BaseModel):
+    train: Path
+    test: Path
+    model_dir: Path
+    output_data_dir: Path
+    checkpoint_dir: Path
+
+
+class RunConfig(BaseModel):
+    hp: HyperParameters
+    paths: RunPaths
+    profile: str = "default"
+
+
+class ConfigError(CnaiError):
+    """Bad hyperparameters or paths; the message names the field."""
+
+
+def _coerce(value: Any) -> Any:
+    # SageMaker passes every hyperparameter as a string; JSON-decode what looks like JSON ("5", "true").
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def parse(argv: list[str] | None = None, env: dict[str, str] | None = None) -> RunConfig:
+    env = dict(os.environ) if env is None else env
+    parser = argparse.ArgumentParser(
+        prog="models/train.py",
+        description="Distill a Hugging Face teacher into an int8 ONNX student (SageMaker entry point).",
+    )
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=None)
+    parser.add_argument("--train", default=env.get("SM_CHANNEL_TRAIN"), help="file or dir ($SM_CHANNEL_TRAIN)")
+    parser.add_argument("--test", default=env.get("SM_CHANNEL_TEST"), help="file or dir ($SM_CHANNEL_TEST)")
+    parser.add_argument("--model-dir", default=env.get("SM_MODEL_DIR", "/opt/ml/model"))
+    parser.add_argument("--output-data-dir", default=env.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
+    parser.add_argument("--checkpoint-dir", default=env.get("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints"))
+    for name, field in HyperParameters.model_fields.items():
+        flags = sorted({f"--{name}", f"--{name.replace('_', '-')}"})
+        parser.add_argument(*flags, dest=name, default=None, help=field.description)
+    args = parser.parse_args(argv)
+
+    try:
+        hps_env = json.loads(env.get("SM_HPS", "{}") or "{}")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"SM_HPS: not valid JSON ({exc.msg})") from None
+    profile = args.profile or str(hps_env.pop("profile", "default"))
+    if profile not in PROFILES:
+        raise ConfigError(f"profile: unknown {profile!r} (choose from {', '.join(sorted(PROFILES))})")
+    values: dict[str, Any] = dict(PROFILES[profile])
+    values.update({k.replace("-", "_"): _coerce(v) for k, v in hps_env.items()})
+    values.update({k: _coerce(v) for k, v in vars(args).items() if k in HyperParameters.model_fields and v is not None})
+    try:
+        hp = HyperParameters.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'hyperparameters'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"hyperparameters: {problems}") from None
+    for name in ("train", "test"):
+        if not getattr(args, name):
+            raise ConfigError(f"--{name}: required (or set SM_CHANNEL_{name.upper()})")
+    paths = RunPaths(
+        train=Path(args.train),
+        test=Path(args.test),
+        model_dir=Path(args.model_dir),
+        output_data_dir=Path(args.output_data_dir),
+        checkpoint_dir=Path(args.checkpoint_dir),
+    )
+    return RunConfig(hp=hp, paths=paths, profile=profile)
