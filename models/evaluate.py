@@ -38,7 +38,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         probs = softmax(logits, float(np.exp(log_t)))
         return float(-np.log(probs[np.arange(len(labels)), labels] + 1e-12).mean())
 
-    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    result = minimize_scalar(nll, bounds=(np.log(0.2), np.log(10.0)), method="bounded")
     return float(np.exp(result.x))
 
 

@@ -246,22 +246,11 @@ def run(cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
     history["student"] = run_phase(phase, info, ckpt)
     if not info.is_main:
         return None
+    training = {"world_size": info.world_size, "device": info.device.type, "precision": hp.precision}
     return finish(
-        cfg,
-        labels,
-        label_ids,
-        train,
-        dev,
-        test,
-        teacher,
-        teacher_tok,
-        teacher_dir,
-        student,
-        student_tok,
-        spec,
-        history,
-        started,
-    )
+        cfg, labels, label_ids, train, dev, test, teacher, teacher_tok, teacher_dir, student, student_tok, spec,
+        history, started, training,
+    )  # fmt: skip
 
 
 def finish(
@@ -279,6 +268,7 @@ def finish(
     spec: Any,
     history: dict[str, list[dict[str, float]]],
     started: float,
+    training: dict[str, Any],
 ) -> dict[str, Any]:
     """Export, gate, calibrate, package and evaluate (main process only, on CPU)."""
     hp, paths = cfg.hp, cfg.paths
@@ -388,7 +378,7 @@ def finish(
 
     student_metrics = systems["student_int8"]
     metrics = {name: {k: v for k, v in figures.items() if k not in ("single_ms",)} for name, figures in systems.items()}
-    card = card.model_copy(update={"metrics": {"test": metrics, "history": history}})
+    card = card.model_copy(update={"metrics": {"test": metrics, "history": history, "training": training}})
     model_hash = hashlib.sha256((model_dir / MODEL_FILE).read_bytes()).hexdigest()
     card = card.model_copy(update={"version": model_hash[:12]})
     card = write_card(model_dir, card)
