@@ -1,0 +1,1 @@
+"""Reusable CDK constructs, one concern each (secure bucket, Python function, nag acknowledgments, ...)."""
