@@ -1,0 +1,95 @@
+"""The record contract: one schema, normalization before checks, rejections that name the field."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cnai.records import MAX_METADATA_BYTES, MAX_TEXT_CHARS, RecordError, normalize_text, parse_record
+
+BASE = {"text": "I lost my card", "source": "app", "tenant": "acme"}
+
+
+def test_valid_record_gets_a_content_hash_id_and_keeps_fields() -> None:
+    # Given a record without id / When parsed
+    record = parse_record({**BASE, "label": "lost_card", "metadata": {"channel": "chat"}})
+    # Then the id is derived from the content and is stable across whitespace variants
+    assert record.id is not None and record.id.startswith("h-")
+    again = parse_record({**BASE, "text": "  I   lost\tmy card\n", "label": "lost_card"})
+    assert again.id == record.id
+    assert parse_record({**BASE, "label": "other"}).id != record.id
+    assert parse_record({**BASE, "id": "ext-1"}).id == "ext-1"
+
+
+def test_normalization_nfc_controls_invisibles_whitespace() -> None:
+    # Given decomposed é, a NUL, a zero-width space and mixed whitespace
+    raw = "Cafe\u0301\x00bar  pass\u200bword\r\n\tend "
+    # Then the text is NFC, the control is a space, the invisible is gone, whitespace collapsed
+    assert normalize_text(raw) == "Café bar password end"
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "problem"),
+    [
+        ({"text": 42}, "text", "valid string"),
+        ({"text": " \u200b\t "}, "text", "empty after normalization"),
+        ({"text": "x" * (MAX_TEXT_CHARS + 1)}, "text", f"more than {MAX_TEXT_CHARS}"),
+        ({"text": "bad \ud800 surrogate"}, "text", "UTF-8"),
+        ({"tenant": "has space"}, "tenant", "does not match"),
+        ({"source": ""}, "source", "does not match"),
+        ({"timestamp": "yesterday"}, "timestamp", "datetime"),
+        ({"metadata": {"blob": "x" * MAX_METADATA_BYTES}}, "metadata", f"more than {MAX_METADATA_BYTES}"),
+        ({"colour": "red"}, "colour", "not a known field"),
+        ({"label": ""}, "label", "at least 1"),
+        ({"id": "bad id!"}, "id", "does not match"),
+    ],
+)
+def test_invalid_record_reason_names_the_field(change: dict, field: str, problem: str) -> None:
+    data = {**BASE, **change}
+    data = {k: v for k, v in data.items() if v is not None}
+    # When parsed / Then the rejection names the field and the problem
+    with pytest.raises(RecordError) as info:
+        parse_record(data)
+    assert info.value.reason.startswith(f"{field}: ") or f"; {field}: " in info.value.reason
+    assert problem in info.value.reason
+
+
+def test_missing_required_fields_are_all_named() -> None:
+    with pytest.raises(RecordError) as info:
+        parse_record({"label": "x"})
+    assert info.value.reason == "text: is required; source: is required; tenant: is required"
+    with pytest.raises(RecordError, match="record: expected a JSON object, got list"):
+        parse_record([1, 2])
+
+
+def test_timestamp_is_utc_and_defaulted_at_arrival() -> None:
+    naive = parse_record({**BASE, "timestamp": "2026-01-02T03:04:05"})
+    assert naive.timestamp == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    offset = parse_record({**BASE, "timestamp": "2026-01-02T03:04:05+02:00"})
+    assert offset.to_json()["timestamp"] == "2026-01-02T01:04:05Z"
+    arrival = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+    assert parse_record(BASE).stamped(arrival).timestamp == arrival
+    assert offset.stamped(arrival).timestamp == offset.timestamp
+
+
+@given(st.dictionaries(st.sampled_from(["text", "label", "source", "tenant", "id", "metadata", "x"]), st.text()))
+def test_parse_never_raises_anything_but_a_rejection(data: dict) -> None:
+    try:
+        record = parse_record(data)
+    except RecordError as exc:
+        assert exc.reason
+    else:
+        json.dumps(record.to_json())  # a valid record always serializes
+        assert 1 <= len(record.text) <= MAX_TEXT_CHARS
+
+
+@given(st.text())
+def test_normalize_is_idempotent(text: str) -> None:
+    once = normalize_text(text)
+    assert normalize_text(once) == once
+    assert once == once.strip()
+    assert "  " not in once
