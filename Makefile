@@ -9,7 +9,7 @@ DATA ?= ../shared/datasets/banking77
 LOCAL := .local
 PYTEST_ARGS ?=
 
-.PHONY: lock help setup run test test-unit test-infra test-integration lint format typecheck synth bench-distill clean
+.PHONY: lock help setup run test test-unit test-infra test-integration lint format typecheck layers synth bench-distill clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ format: setup ## apply ruff formatting and safe fixes
 
 typecheck: setup ## mypy on our code
 	$(VENV)/bin/mypy
+
+layers: setup ## build the Lambda runtime layer for arm64 / Python 3.12 with pip, no Docker (build/layers/), size-checked
+	$(PY) layers/build.py runtime
 
 synth: setup ## synthesize the CDK app (no AWS account needed)
 	$(PY) app.py
