@@ -7,9 +7,13 @@ CLI and the benchmarks, so a latency or accuracy figure measured anywhere is the
 from __future__ import annotations
 
 import os
+import threading
+import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -33,6 +37,71 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
+def normalize_text(text: str) -> str:
+    """The cache key and the text the model sees: NFC, whitespace runs collapsed, ends stripped.
+
+    The WordPiece pre-tokenizer splits on whitespace anyway, so this changes no token; it only makes
+    "I lost my card" and " I  lost my card" one cache entry.
+    """
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+class LRUCache:
+    """A thread-safe LRU map from (model version, normalized text) to a probability row.
+
+    Thread-safe because `cnai serve` answers from several threads and onnxruntime sessions are shared.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = max(0, maxsize)
+        self._data: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[str, str]) -> np.ndarray | None:
+        with self._lock:
+            row = self._data.get(key)
+            if row is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return row
+
+    def put(self, key: tuple[str, str], row: np.ndarray) -> None:
+        if self.maxsize == 0:
+            return
+        row = np.array(row, copy=True)  # own the row: a view would pin the whole batch and could be mutated
+        row.setflags(write=False)
+        with self._lock:
+            self._data[key] = row
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def info(self) -> dict[str, float]:
+        with self._lock:
+            total = self.hits + self.misses
+            return {
+                "hits": self.hits,
+                "misses": self.misses,
+                "size": len(self._data),
+                "maxsize": self.maxsize,
+                "hit_rate": self.hits / total if total else 0.0,
+            }
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """How much one word drove the answer: the drop in the explained label's probability without it."""
+
+    token: str
+    start: int
+    end: int
+    attribution: float
+
+
 @dataclass(frozen=True)
 class Prediction:
     """The answer for one input. label is None when the model abstains (route to a human)."""
@@ -45,10 +114,15 @@ class Prediction:
 
 
 class Predictor:
-    """Loads a verified artifact once; predicts batches of texts with dynamic padding."""
+    """Loads a verified artifact once; predicts batches of texts with dynamic padding.
 
-    def __init__(self, artifact: Artifact, threads: int | None = None) -> None:
+    predict() answers repeated texts from an LRU cache keyed by (model version, normalized text);
+    probabilities() and logits() always run the model (evaluation and benchmarks measure the model).
+    """
+
+    def __init__(self, artifact: Artifact, threads: int | None = None, cache_size: int = 1024) -> None:
         self.artifact = artifact
+        self.cache = LRUCache(cache_size)
         self.card = artifact.card
         self.labels = artifact.labels
         self.tokenizer = Tokenizer.from_file(str(artifact.tokenizer_path))
@@ -63,8 +137,24 @@ class Predictor:
         self.input_names = [i.name for i in self.session.get_inputs()]
 
     @classmethod
-    def from_dir(cls, directory: str | Path, threads: int | None = None) -> Predictor:
-        return cls(load_artifact(directory), threads=threads)
+    def from_dir(cls, directory: str | Path, threads: int | None = None, cache_size: int = 1024) -> Predictor:
+        return cls(load_artifact(directory), threads=threads, cache_size=cache_size)
+
+    @classmethod
+    def from_uri(
+        cls,
+        uri: str | Path,
+        version_id: str | None = None,
+        threads: int | None = None,
+        cache_size: int = 1024,
+        cache_dir: Path | None = None,
+        s3_client: Any = None,
+    ) -> Predictor:
+        """A local directory or tarball, s3://bucket/prefix/ or s3://.../model.tar.gz, verified before use."""
+        from cnai.sources import fetch_artifact
+
+        artifact = fetch_artifact(uri, version_id, cache_dir=cache_dir, s3_client=s3_client)
+        return cls(artifact, threads=threads, cache_size=cache_size)
 
     @property
     def name(self) -> str:
@@ -91,18 +181,76 @@ class Predictor:
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         return softmax(self.logits(texts), self.card.temperature)
 
-    def predict(self, texts: Sequence[str], top_k: int = 1) -> list[Prediction]:
-        probs = self.probabilities(texts)
+    def cached_probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+        """Probabilities of normalized texts, from the cache where possible; also returns the cache hits.
+
+        Misses (deduplicated) run as one batch, so a batch with repeats costs one forward pass per distinct text.
+        """
+        keys = [(self.version, normalize_text(t)) for t in texts]
+        rows: list[np.ndarray | None] = [self.cache.get(k) for k in keys]
+        hits = sum(r is not None for r in rows)
+        missing = list(dict.fromkeys(k for k, r in zip(keys, rows, strict=True) if r is None))
+        if missing:
+            fresh = dict(zip(missing, self.probabilities([text for _, text in missing]), strict=True))
+            for key, row in fresh.items():
+                self.cache.put(key, row)
+            rows = [fresh[k] if r is None else r for k, r in zip(keys, rows, strict=True)]
+        if not rows:
+            return np.zeros((0, len(self.labels)), dtype=np.float32), 0
+        return np.stack([r for r in rows if r is not None]), hits
+
+    def predict(self, texts: Sequence[str], top_k: int = 1, explain: bool = False) -> list[Prediction]:
+        """Top-k calibrated labels per text; abstains (label None, with the reason) below the card's threshold.
+
+        With explain=True each Prediction carries extra["explanation"]: per-word attributions (occlusion).
+        """
+        probs, _ = self.cached_probabilities(texts)
+        return self._rank(texts, probs, top_k, explain)
+
+    def predict_with_stats(
+        self, texts: Sequence[str], top_k: int = 1, explain: bool = False
+    ) -> tuple[list[Prediction], int]:
+        """predict(), plus how many of the texts the cache answered (for the serving metrics)."""
+        probs, hits = self.cached_probabilities(texts)
+        return self._rank(texts, probs, top_k, explain), hits
+
+    def explain(self, text: str, label: str | None = None) -> list[Attribution]:
+        """Per-word attributions on the ONNX model itself, by occlusion: each word is removed in turn and the
+        drop in the probability of `label` (default: the top label) is that word's attribution.
+
+        One batched forward pass of (words + 1) texts; no extra model, no gradients.
+        """
+        text = normalize_text(text)
+        encoding = self.tokenizer.encode(text)
+        spans: dict[int, list[int]] = {}
+        for word, (start, end) in zip(encoding.word_ids, encoding.offsets, strict=True):
+            if word is None or end <= start:
+                continue
+            span = spans.setdefault(word, [start, end])
+            span[0], span[1] = min(span[0], start), max(span[1], end)
+        words = [tuple(spans[w]) for w in sorted(spans)]
+        variants = [text] + [(text[:s] + " " + text[e:]).strip() for s, e in words]
+        probs = self.probabilities(variants)
+        index = self.labels.index(label) if label is not None else int(np.argmax(probs[0]))
+        base = float(probs[0, index])
+        return [
+            Attribution(text[s:e], s, e, round(base - float(probs[i + 1, index]), 6)) for i, (s, e) in enumerate(words)
+        ]
+
+    def _rank(self, texts: Sequence[str], probs: np.ndarray, top_k: int, explain: bool) -> list[Prediction]:
         k = max(1, min(top_k, len(self.labels)))
         threshold = self.card.abstain_threshold
         results = []
-        for row in probs:
+        for text, row in zip(texts, probs, strict=True):
             order = np.argsort(-row)[:k]
             ranked = [(self.labels[i], float(row[i])) for i in order]
             best_label, best = ranked[0]
+            extra: dict[str, object] = {}
+            if explain:
+                extra["explanation"] = {"label": best_label, "tokens": self.explain(text, best_label)}
             if threshold is not None and best < threshold:
                 reason = f"top probability {best:.3f} is below the abstention threshold {threshold:.3f}"
-                results.append(Prediction(None, best, ranked, reason))
+                results.append(Prediction(None, best, ranked, reason, extra))
             else:
-                results.append(Prediction(best_label, best, ranked))
+                results.append(Prediction(best_label, best, ranked, None, extra))
         return results

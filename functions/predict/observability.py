@@ -1,0 +1,63 @@
+"""Logger, Tracer and Metrics, created once for the predict function (one place, one configuration).
+
+Service name, namespace and log level come from POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE
+and POWERTOOLS_LOG_LEVEL; the defaults below only apply outside a deployment (tests, `cnai serve`).
+
+Tracing: in Lambda (LAMBDA_TASK_ROOT set) with tracing not disabled, the Tracer uses the X-Ray SDK as
+usual. Everywhere else (tests, `cnai serve`, the benchmarks) and when POWERTOOLS_TRACE_DISABLED is true,
+the Tracer gets a no-op provider, because merely constructing the X-Ray recorder costs about 150 ms of
+cold start on a small CPU and nothing would receive the traces anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Generator, Sequence
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "cnai-predict")
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "cnai")
+
+
+class _NoSegment(BaseSegment):
+    def close(self, end_time: int | None = None) -> None: ...
+    def add_subsegment(self, subsegment: Any) -> None: ...
+    def remove_subsegment(self, subsegment: Any) -> None: ...
+    def put_annotation(self, key: str, value: Any) -> None: ...
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
+    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None: ...
+
+
+class _NoTracing(BaseProvider):
+    """Stands in for the X-Ray recorder where no trace can be sent; every call does nothing."""
+
+    @contextlib.contextmanager
+    def in_subsegment(self, name: Any = None, **kwargs: Any) -> Generator[BaseSegment, None, None]:
+        yield _NoSegment()
+
+    @contextlib.asynccontextmanager
+    async def in_subsegment_async(self, name: Any = None, **kwargs: Any) -> Any:
+        yield _NoSegment()
+
+    def put_annotation(self, key: str, value: Any) -> None: ...
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
+    def patch(self, modules: Sequence[str]) -> None: ...
+    def patch_all(self) -> None: ...
+
+
+def tracing_enabled() -> bool:
+    disabled = os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in ("1", "true", "yes", "on")
+    return bool(os.environ.get("LAMBDA_TASK_ROOT")) and not disabled
+
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
+tracer = (
+    Tracer(service=SERVICE)
+    if tracing_enabled()
+    else Tracer(service=SERVICE, disabled=True, auto_patch=False, provider=_NoTracing())
+)
