@@ -1,0 +1,240 @@
+"""The stream consumer: a Kinesis batch in, curated and quarantine objects out, nothing lost, nothing twice.
+
+Flow of one invocation (powertools `BatchProcessor` for Kinesis, `process_partial_response`):
+
+1. each record is curated in memory (cnai/ingest.py) and claimed in the idempotency table by its id
+   (powertools Idempotency persistence layer on DynamoDB): a claimed-and-completed id is a duplicate and
+   is skipped; an id another invocation holds in progress fails and is retried later;
+2. after the whole batch, the staged records are written as JSONL.gz objects (one per date partition,
+   plus one quarantine object); only then are their claims completed. If a write fails, its records'
+   claims are released and exactly those records are reported in `batchItemFailures`, so Lambda retries
+   them (Kinesis: from the lowest failed sequence number) and, when retries run out, sends the batch
+   description to the on-failure destination (the SQS DLQ).
+
+So for every invocation: records in = curated + quarantined + duplicates + failed, and failed records are
+retried until they are curated, quarantined or dead-lettered.
+
+Why not the `@idempotent_function` decorator: it completes the claim when the function returns, which
+would be before the S3 write; a failed write would then turn a retry into a "duplicate" and lose the
+record. The same persistence layer, driven explicitly, completes the claim after the write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
+from aws_lambda_powertools.utilities.idempotency.persistence.base import STATUS_CONSTANTS, BasePersistenceLayer
+
+from cnai.ingest import Curated, Quarantined, arrival_time, curate, jsonl_gz
+
+Claim = Literal["new", "duplicate", "busy"]
+
+
+class RecordBusyError(RuntimeError):
+    """Another invocation holds this record's claim: fail it now, Lambda retries it later."""
+
+
+class Ledger:
+    """Record-level idempotency on the powertools persistence layer (DynamoDB in Lambda, moto in tests)."""
+
+    def __init__(self, persistence: BasePersistenceLayer, *, expires_after_seconds: int = 7 * 24 * 3600) -> None:
+        # Keys look like `cnai-ingest#<md5 of id>`: the table can be shared with other idempotent functions.
+        persistence.configure(
+            IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=expires_after_seconds),
+            key_prefix="cnai-ingest",
+        )
+        self.persistence = persistence
+
+    def claim(self, key: str, remaining_ms: int) -> Claim:
+        data = {"id": key}
+        try:
+            self.persistence.save_inprogress(data, remaining_time_in_millis=remaining_ms)
+        except IdempotencyItemAlreadyExistsError as exc:
+            old = exc.old_data_record or self.persistence.get_record(data)
+            return "duplicate" if old is not None and old.status == STATUS_CONSTANTS["COMPLETED"] else "busy"
+        return "new"
+
+    def complete(self, key: str, where: str) -> None:
+        self.persistence.save_success({"id": key}, {"key": where})
+
+    def release(self, key: str, error: Exception) -> None:
+        self.persistence.delete_record({"id": key}, error)
+
+
+class LakeWriter:
+    """Writes JSONL.gz objects to the data-lake bucket: `curated/dt=YYYY-MM-DD/...`, `quarantine/dt=...`."""
+
+    def __init__(self, s3: Any, bucket: str, *, curated_prefix: str = "curated", quarantine_prefix: str = "quarantine"):
+        self.s3 = s3
+        self.bucket = bucket
+        self.prefixes = {"curated": curated_prefix, "quarantine": quarantine_prefix}
+
+    def key(self, kind: str, dt: str, name: str) -> str:
+        return f"{self.prefixes[kind]}/dt={dt}/{name}.jsonl.gz"
+
+    def put(self, key: str, lines: list[dict[str, Any]]) -> None:
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=jsonl_gz(lines),
+            ContentType="application/x-ndjson",
+            Metadata={"records": str(len(lines))},
+        )
+
+
+@dataclass
+class BatchReport:
+    """What one invocation did. `records_in == curated + quarantined + duplicates + failed` always."""
+
+    records_in: int = 0
+    curated: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    redactions: Counter[str] = field(default_factory=Counter)
+    objects: list[str] = field(default_factory=list)
+    failed_sequence_numbers: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def balanced(self) -> bool:
+        return self.records_in == self.curated + self.quarantined + self.duplicates + self.failed
+
+
+@dataclass
+class _Staged:
+    raw: dict[str, Any]
+    key: str
+    line: dict[str, Any]
+    dt: str
+    redactions: dict[str, int]
+
+
+class CuratingProcessor(BatchProcessor):
+    """powertools BatchProcessor (Kinesis) that stages records and writes them once, after the batch."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        writer: LakeWriter,
+        *,
+        remaining_ms: Callable[[], int] = lambda: 60_000,
+        on_report: Callable[[BatchReport], None] | None = None,
+    ) -> None:
+        # A batch that fails whole is reported as a partial response naming every record, not raised:
+        # Lambda retries both the same way, and the report (metrics) still gets emitted.
+        super().__init__(EventType.KinesisDataStreams, raise_on_entire_batch_failure=False)
+        self.ledger = ledger
+        self.writer = writer
+        self.remaining_ms = remaining_ms
+        self.on_report = on_report
+        self.report = BatchReport()
+        self._staged: dict[str, list[_Staged]] = defaultdict(list)
+        self._quarantine: list[_Staged] = []
+        self._seen: set[str] = set()
+        self._failed: list[tuple[dict[str, Any], Exception]] = []
+        self._shard = "shard"
+
+    def record_handler(self, record: KinesisStreamRecord) -> str:
+        """Curate and claim one record; the write happens in `process` after every record is staged."""
+        arrival = arrival_time(record.kinesis.approximate_arrival_timestamp)
+        outcome = curate(record.kinesis.data, arrival)
+        self._shard = record.event_id.split(":", 1)[0] or self._shard
+        if isinstance(outcome, Quarantined):
+            key = f"q:{record.event_id}"
+            staged = _Staged(record.raw_event, key, outcome.line(record.event_id, arrival), _dt(arrival), {})
+            target = None
+        else:
+            key = str(outcome.record.id)
+            staged = _Staged(record.raw_event, key, outcome.line(), _dt(_when(outcome)), outcome.redactions)
+            target = staged.dt
+        if key in self._seen:
+            self.report.duplicates += 1
+            return "duplicate"
+        claim = self.ledger.claim(key, self.remaining_ms())
+        if claim == "busy":
+            raise RecordBusyError(f"record {key} is being processed by another invocation")
+        self._seen.add(key)
+        if claim == "duplicate":
+            self.report.duplicates += 1
+            return "duplicate"
+        (self._quarantine if target is None else self._staged[target]).append(staged)
+        return "staged"
+
+    def process(self) -> list[tuple]:
+        started = time.perf_counter()
+        self.report = BatchReport(records_in=len(self.records))
+        self._staged.clear()
+        self._quarantine.clear()
+        self._seen.clear()
+        self._failed.clear()
+        results = super().process()
+        first_seq = _sequence(self.records[0]) if self.records else "0"
+        for dt, group in sorted(self._staged.items()):
+            self._flush("curated", dt, group, first_seq)
+        by_dt: dict[str, list[_Staged]] = defaultdict(list)
+        for staged in self._quarantine:
+            by_dt[staged.dt].append(staged)
+        for dt, group in sorted(by_dt.items()):
+            self._flush("quarantine", dt, group, first_seq)
+        if self._failed:
+            gone = {id(raw) for raw, _ in self._failed}
+            self.success_messages[:] = [m for m in self.success_messages if id(m) not in gone]
+            for raw, error in self._failed:
+                self.failure_handler(KinesisStreamRecord(raw), (type(error), error, error.__traceback__))
+        self.report.failed = len(self.fail_messages)
+        self.report.failed_sequence_numbers = [str(m.kinesis.sequence_number) for m in self.fail_messages]  # type: ignore[union-attr]
+        self.report.seconds = time.perf_counter() - started
+        if self.on_report is not None:
+            self.on_report(self.report)
+        return results
+
+    def _flush(self, kind: str, dt: str, group: list[_Staged], first_seq: str) -> None:
+        # Deterministic name (shard, first sequence of the batch, first sequence of the group, size): a
+        # redelivered identical batch overwrites the same key instead of adding an object.
+        name = f"{self._shard}-{first_seq}-{_sequence(group[0].raw)}-{len(group)}"
+        key = self.writer.key(kind, dt, name)
+        try:
+            self.writer.put(key, [s.line for s in group])
+        except Exception as exc:
+            for staged in group:
+                self._release(staged, exc)
+            return
+        for staged in group:
+            with contextlib.suppress(Exception):
+                self.ledger.complete(staged.key, key)
+        self.report.objects.append(key)
+        if kind == "curated":
+            self.report.curated += len(group)
+            for staged in group:
+                self.report.redactions.update(staged.redactions)
+        else:
+            self.report.quarantined += len(group)
+
+    def _release(self, staged: _Staged, error: Exception) -> None:
+        with contextlib.suppress(Exception):
+            self.ledger.release(staged.key, error)
+        self._failed.append((staged.raw, error))
+
+
+def _dt(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d")
+
+
+def _when(outcome: Curated) -> datetime:
+    assert outcome.record.timestamp is not None  # stamped at arrival by curate()
+    return outcome.record.timestamp
+
+
+def _sequence(raw: dict[str, Any]) -> str:
+    return str(raw.get("kinesis", {}).get("sequenceNumber", "0"))
