@@ -1,0 +1,190 @@
+"""The public face of serving: a regional REST API in front of the predict Lambda (and the ingest Lambda).
+
+Routes (the predict handler's APIGatewayRestResolver owns the routing inside; the API declares each one so
+authorization, validation and throttling apply per method):
+
+    POST /v1/models/{model}/predict   body validated against a minimal model (inputs required)
+    GET  /v1/models                   GET /v1/models/{model}    GET /v1/health    GET /v1/openapi.json
+    POST /v1/ingest                   ING's thin ingest Lambda, when given
+
+Security: IAM (SigV4) authorization by default, optional API keys with a usage plan and quota, TLS 1.2
+security policy, stage throttling, a request validator whose 400s carry the field-level message, JSON access
+logs in a KMS-encrypted log group, execution logs for errors, X-Ray tracing.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.constructs.nag import acknowledge
+
+# The smallest schema that rejects what can never be a predict call; limits (413) and field-level detail stay
+# in the handler's pydantic model, so API Gateway and `cnai serve` answer the same for everything else.
+PREDICT_BODY_SCHEMA = apigw.JsonSchema(
+    schema=apigw.JsonSchemaVersion.DRAFT4,
+    title="PredictRequest",
+    type=apigw.JsonSchemaType.OBJECT,
+    required=["inputs"],
+    properties={
+        "inputs": apigw.JsonSchema(type=[apigw.JsonSchemaType.STRING, apigw.JsonSchemaType.ARRAY]),
+        "top_k": apigw.JsonSchema(type=apigw.JsonSchemaType.INTEGER, minimum=1),
+        "explain": apigw.JsonSchema(type=apigw.JsonSchemaType.BOOLEAN),
+    },
+)
+TLS_POLICY = "TLS_1_2"
+
+
+class PredictApi(Construct):
+    """`api` (RestApi), its `stage`, `access_logs`, and the `usage_plan` when API keys are on."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        predict: lambda_.IFunction,
+        key: kms.IKey,
+        stage_name: str,
+        iam_auth: bool = True,
+        api_keys: bool = False,
+        throttle_rate: float = 100.0,
+        throttle_burst: int = 200,
+        quota_per_day: int = 100_000,
+        ingest: lambda_.IFunction | None = None,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if not (iam_auth or api_keys):
+            raise ValueError("iam_auth and api_keys are both false: the API would be open to anyone")
+        self.access_logs = logs.LogGroup(
+            self, "AccessLogs", encryption_key=key, retention=log_retention, removal_policy=removal_policy
+        )
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            description="cnai serving: predict, model info, health (and ingest)",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=removal_policy,
+            deploy_options=apigw.StageOptions(
+                stage_name=stage_name,
+                tracing_enabled=True,
+                metrics_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # full request logs would put raw texts in CloudWatch
+                throttling_rate_limit=throttle_rate,
+                throttling_burst_limit=throttle_burst,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+            ),
+        )
+        cfn_api = self.api.node.default_child
+        assert isinstance(cfn_api, apigw.CfnRestApi)
+        cfn_api.security_policy = TLS_POLICY
+        self.stage = self.api.deployment_stage
+        self.validator = apigw.RequestValidator(
+            self, "Validator", rest_api=self.api, validate_request_body=True, validate_request_parameters=True
+        )
+        # A 400 from the validator names the field and the problem, like the handler's own 400s.
+        self.api.add_gateway_response(
+            "BadRequestBody",
+            type=apigw.ResponseType.BAD_REQUEST_BODY,
+            status_code="400",
+            templates={"application/json": '{"message": "$context.error.validationErrorString"}'},
+        )
+        body_model = self.api.add_model("PredictRequest", content_type="application/json", schema=PREDICT_BODY_SCHEMA)
+        auth = apigw.AuthorizationType.IAM if iam_auth else apigw.AuthorizationType.NONE
+        target = apigw.LambdaIntegration(predict, proxy=True)
+
+        def method(resource: apigw.IResource, verb: str, **extra: object) -> apigw.Method:
+            return resource.add_method(
+                verb,
+                target,
+                authorization_type=auth,
+                api_key_required=api_keys,
+                request_validator=self.validator,
+                **extra,  # type: ignore[arg-type]
+            )
+
+        v1 = self.api.root.add_resource("v1")
+        models = v1.add_resource("models")
+        model = models.add_resource("{model}")
+        method(models, "GET")
+        method(model, "GET", request_parameters={"method.request.path.model": True})
+        method(
+            model.add_resource("predict"),
+            "POST",
+            request_parameters={"method.request.path.model": True},
+            request_models={"application/json": body_model},
+        )
+        method(v1.add_resource("health"), "GET")
+        method(v1.add_resource("openapi.json"), "GET")
+        if ingest is not None:
+            v1.add_resource("ingest").add_method(
+                "POST",
+                apigw.LambdaIntegration(ingest, proxy=True),
+                authorization_type=auth,
+                api_key_required=api_keys,
+                request_validator=self.validator,
+            )
+        self.usage_plan: apigw.UsagePlan | None = None
+        if api_keys:
+            self.usage_plan = self.api.add_usage_plan(
+                "UsagePlan",
+                description="per-key throttle and daily quota for cnai serving",
+                throttle=apigw.ThrottleSettings(rate_limit=throttle_rate, burst_limit=throttle_burst),
+                quota=apigw.QuotaSettings(limit=quota_per_day, period=apigw.Period.DAY),
+                api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.stage)],
+            )
+            self.usage_plan.add_api_key(self.api.add_api_key("DefaultKey", description="first client key"))
+        self._acknowledge(iam_auth)
+
+    def _acknowledge(self, iam_auth: bool) -> None:
+        acknowledge(
+            self.api,
+            "AwsSolutions-APIG3",
+            "No WAF web ACL: every method requires SigV4 (IAM) or an API key, the stage and usage plan throttle, "
+            "and the body is validated; attach a regional WAF ACL when the API is exposed to anonymous traffic.",
+        )
+        acknowledge(
+            self.api,
+            "AwsSolutions-IAM4",
+            "API Gateway's account-level CloudWatch role uses the AWS managed AmazonAPIGatewayPushToCloudWatchLogs "
+            "policy, the documented way to let the service write execution and access logs.",
+            findings=["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"],
+        )
+        if iam_auth:
+            acknowledge(
+                self.api,
+                "AwsSolutions-COG4",
+                "Callers are AWS principals (services, pipelines, operators) authenticated by SigV4 IAM "
+                "authorization, whose principal ARN the audit trail records; no Cognito user pool is involved.",
+            )
+        else:
+            acknowledge(
+                self.api,
+                "AwsSolutions-APIG4",
+                "IAM authorization switched off by configuration (cnai:api_iam_auth=false): every method still "
+                "requires an API key bound to a usage plan with throttle and quota.",
+            )
+            acknowledge(
+                self.api,
+                "AwsSolutions-COG4",
+                "API-key deployment by configuration: callers are identified by API key id in the audit trail.",
+            )

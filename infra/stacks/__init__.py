@@ -1,0 +1,1 @@
+"""One stack per concern (ingestion, serving, ...); infra/application.py wires them."""

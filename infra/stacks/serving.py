@@ -1,0 +1,171 @@
+"""The serving stack: the predict Lambda behind a regional REST API, its audit trail, SageMaker Serverless.
+
+    clients --SigV4 / API key--> API Gateway (regional, TLS 1.2, throttled, validated, access logs, X-Ray)
+        --> alias `live` of the predict Lambda (arm64, 3.12, runtime layer, reserved + optional provisioned
+            concurrency) --> model.tar.gz from S3, pinned by object version, loaded once per container
+                         \\--> (by configuration) SageMaker Serverless endpoint on the same tar
+        predict log group (KMS) --{ $.cnai_audit IS TRUE }--> Firehose (KMS) --> S3 Object Lock + Glue/Athena
+
+Outputs with stable ids: ApiUrl, PredictFunctionName, EndpointName.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.config import Settings
+from infra.constructs.audit_trail import AuditTrail
+from infra.constructs.nag import acknowledge
+from infra.constructs.predict_api import PredictApi
+from infra.constructs.python_function import PythonFunction, logs_key
+from infra.constructs.runtime_layer import RuntimeLayer
+from infra.constructs.sagemaker_serverless import SageMakerServerless
+from infra.constructs.secure_bucket import SecureBucket
+
+ALIAS = "live"
+
+
+class ServingStack(cdk.Stack):
+    """Attributes: `api`, `predict`, `alias`, `audit`, `endpoint` (None when disabled), `model_bucket`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        ingest_function_arn: str | None = None,
+        layer_code: lambda_.Code | None = None,
+        function_code: lambda_.Code | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        s = settings
+        self.key = logs_key(self, "Key", description="cnai serving: logs, Lambda env, audit stream and bucket")
+        if s.serving_model_bucket:
+            self.model_bucket: s3.IBucket = s3.Bucket.from_bucket_name(self, "Models", s.serving_model_bucket)
+            model_bucket_key = None
+        else:
+            models = SecureBucket(self, "Models", key=self.key)
+            self.model_bucket, model_bucket_key = models.bucket, models.key
+        model_uri = f"s3://{self.model_bucket.bucket_name}/{s.serving_model_key}"
+
+        self.endpoint: SageMakerServerless | None = None
+        if s.sagemaker_endpoint:
+            self.endpoint = SageMakerServerless(
+                self,
+                "Serverless",
+                endpoint_name=f"{s.prefix}-{s.serving_model_name}",
+                model_bucket=self.model_bucket,
+                model_key=s.serving_model_key,
+                model_name=s.serving_model_name,
+                memory_mb=s.sagemaker_memory_mb,
+                max_concurrency=s.sagemaker_max_concurrency,
+                bucket_key=model_bucket_key,
+                image_uri=s.sagemaker_image_uri,
+            )
+        routes = {s.serving_model_name: self.endpoint.endpoint_name} if self.endpoint and s.sagemaker_route else {}
+
+        self.layer = RuntimeLayer(self, "Runtime", code=layer_code)
+        environment = {
+            "CNAI_MODEL_NAME": s.serving_model_name,
+            "CNAI_MODEL_URI": model_uri,
+            "CNAI_AUDIT_SINK": "stdout",
+            "CNAI_AUDIT_STORE_TEXT": str(s.audit_store_text).lower(),
+            "CNAI_MAX_INPUTS": str(s.serving_max_inputs),
+            "CNAI_MAX_INPUT_CHARS": str(s.serving_max_input_chars),
+            "POWERTOOLS_SERVICE_NAME": "predict",
+            "POWERTOOLS_METRICS_NAMESPACE": s.project,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        if s.serving_model_version_id:
+            environment["CNAI_MODEL_VERSION_ID"] = s.serving_model_version_id
+        if routes:
+            environment["CNAI_SAGEMAKER_ENDPOINTS"] = json.dumps(routes)
+        self.predict = PythonFunction(
+            self,
+            "Predict",
+            function="predict",
+            description=f"cnai predict: {s.serving_model_name} (onnxruntime, audit trail)",
+            environment=environment,
+            layers=[self.layer.layer],
+            memory_size=s.serving_memory_mb,
+            timeout=cdk.Duration.seconds(29),  # API Gateway's integration limit
+            reserved_concurrency=s.serving_reserved_concurrency,
+            key=self.key,
+            code=function_code,
+        )
+        role = self.predict.role
+        # The model tar only, exact key: the function reads one artifact at init and nothing else.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[self.model_bucket.arn_for_objects(s.serving_model_key)],
+            )
+        )
+        if model_bucket_key is not None:
+            model_bucket_key.grant_decrypt(role)
+        if routes and self.endpoint is not None:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[self.endpoint.endpoint_arn])
+            )
+        self.alias = lambda_.Alias(
+            self,
+            "Live",
+            alias_name=ALIAS,
+            version=self.predict.function.current_version,
+            provisioned_concurrent_executions=s.serving_provisioned_concurrency or None,
+        )
+
+        self.audit = AuditTrail(
+            self,
+            "Audit",
+            source=self.predict.log_group,
+            key=self.key,
+            retention_days=s.audit_retention_days,
+            lock_mode=s.audit_lock_mode,
+            database_name=f"{s.project}_{s.stage}_audit".replace("-", "_"),
+        )
+
+        ingest = None
+        if ingest_function_arn:
+            # Imported, not referenced: the invoke permission lives here and the stacks stay acyclic.
+            ingest = lambda_.Function.from_function_attributes(
+                self, "Ingest", function_arn=ingest_function_arn, same_environment=True
+            )
+        self.api = PredictApi(
+            self,
+            "Api",
+            predict=self.alias,
+            ingest=ingest,
+            key=self.key,
+            stage_name=s.stage,
+            iam_auth=s.api_iam_auth,
+            api_keys=s.api_keys,
+            throttle_rate=s.api_throttle_rate,
+            throttle_burst=s.api_throttle_burst,
+            quota_per_day=s.api_quota_per_day,
+        )
+
+        cdk.CfnOutput(self, "ApiUrl", value=self.api.api.url, description="REST API base URL (stage)")
+        cdk.CfnOutput(self, "PredictFunctionName", value=self.predict.function.function_name)
+        cdk.CfnOutput(
+            self,
+            "EndpointName",
+            value=self.endpoint.endpoint_name if self.endpoint else "disabled",
+            description="SageMaker Serverless endpoint ('disabled' when cnai:sagemaker_endpoint is false)",
+        )
+        cdk.CfnOutput(self, "AuditBucketName", value=self.audit.bucket.bucket_name)
+        acknowledge(
+            self.predict.role,
+            "AwsSolutions-IAM5",
+            "kms:GenerateDataKey*/ReEncrypt* come from the CDK key grant on the one serving CMK (its ARN, not '*').",
+            findings=["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
+        )
