@@ -66,5 +66,41 @@ def info(model_dir: Annotated[Path, typer.Option(help="model artifact directory"
     typer.echo(artifact.card.model_dump_json(indent=2))
 
 
+@app.command()
+def serve(
+    model_dir: Annotated[
+        str | None, typer.Option(help="model artifact: a directory, a model.tar.gz, or s3://bucket/prefix/")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="registered model (registry package); needs the registry")] = None,
+    name: Annotated[str | None, typer.Option(help="the name routes use (default: the model card's name)")] = None,
+    host: Annotated[str, typer.Option(help="address to bind; anything but loopback exposes an API without auth")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free port)")] = 8080,
+    audit: Annotated[
+        str, typer.Option(help="audit sink: file:PATH, s3://bucket/prefix (local S3: AWS_ENDPOINT_URL) or stdout")
+    ] = "file:.local/audit/audit.jsonl",
+    store_text: Annotated[bool, typer.Option(help="keep PII-redacted input text in audit records")] = False,
+) -> None:
+    """Serve a model over HTTP with the predict Lambda's own handler (API Gateway events, audit included)."""
+    from cnai.serve import LOOPBACK, run
+
+    if model is not None and model_dir is None:
+        _fail(CnaiError("--model (a registered model) needs the model registry, not set up yet; use --model-dir"))
+    if model_dir is None:
+        _fail(CnaiError("give --model-dir DIR (an artifact directory, a model.tar.gz or an s3:// URI)"))
+    if host not in LOOPBACK:
+        console.print(f"[yellow]warning:[/yellow] binding {host}: the local API has no authentication")
+
+    def ready(server: object) -> None:
+        url = getattr(server, "url", "")
+        typer.echo(f"serving on {url} (POST {url}/v1/models/<name>/predict, GET {url}/v1/models); audit: {audit}")
+
+    try:
+        run(str(model_dir), host=host, port=port, audit_sink=audit, model_name=name, store_text=store_text, ready=ready)
+    except CnaiError as exc:
+        _fail(exc)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

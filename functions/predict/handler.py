@@ -57,7 +57,7 @@ from cnai.serving import (  # noqa: E402
     SageMakerBackend,
     UnknownModelError,
 )
-from functions.predict.observability import logger, metrics, tracer  # noqa: E402
+from functions.predict.observability import METRICS_ON, logger, metric, metrics, tracer  # noqa: E402
 from functions.predict.settings import PredictSettings, load_settings  # noqa: E402
 
 PREDICT_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/predict/?$")
@@ -224,13 +224,15 @@ def _openapi_document() -> dict[str, Any]:
 
 def _record_metrics(outcome: Outcome) -> None:
     predictions = outcome.response.predictions
-    metrics.add_metric(name="Inputs", unit=MetricUnit.Count, value=len(predictions))
-    metrics.add_metric(name="CacheHits", unit=MetricUnit.Count, value=outcome.cache_hits)
+    metric("Inputs", MetricUnit.Count, len(predictions))
+    metric("CacheHits", MetricUnit.Count, outcome.cache_hits)
+    if isinstance(outcome.backend, LocalBackend):
+        metric("CacheHitRate", MetricUnit.Percent, 100 * outcome.backend.predictor.cache.info()["hit_rate"])
     abstained = sum(p.label is None for p in predictions)
-    metrics.add_metric(name="Abstentions", unit=MetricUnit.Count, value=abstained)
+    metric("Abstentions", MetricUnit.Count, abstained)
     for p in predictions:
         if p.label is not None:
-            metrics.add_metric(name=f"Label.{p.label}"[:255], unit=MetricUnit.Count, value=1)
+            metric(f"Label.{p.label}"[:255], MetricUnit.Count, 1)
 
 
 def _request_id() -> str:
@@ -352,12 +354,12 @@ def _audit(event: dict[str, Any], call: dict[str, Any], response: dict[str, Any]
         error=call.get("error"),
         latency_ms=round(latency_ms, 3),
     )
-    metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    metric("Latency", MetricUnit.Milliseconds, latency_ms)
     try:
         STATE.auditor.write(record)
     except AuditUnavailableError as exc:
         logger.error("audit sink failed: the call is refused (fail closed)", extra={"problem": str(exc)})
-        metrics.add_metric(name="AuditFailures", unit=MetricUnit.Count, value=1)
+        metric("AuditFailures", MetricUnit.Count, 1)
         body = error_body("audit_unavailable", "the audit trail is unavailable, so nothing was served; retry later")
         return _response(HTTPStatus.SERVICE_UNAVAILABLE, body)
     return response
@@ -382,19 +384,26 @@ def dispatch(event: Any, context: LambdaContext | None) -> dict[str, Any]:
             )
         if event.get("httpMethod") == "POST" and PREDICT_PATH.match(str(event.get("path", ""))):
             response = _audit(event, call, response, started)
+        metric("Requests", MetricUnit.Count, 1)
         if STATE.cold:
             STATE.cold = False
-            metrics.add_metric(name="InitDuration", unit=MetricUnit.Milliseconds, value=INIT_MS)
+            metric("InitDuration", MetricUnit.Milliseconds, INIT_MS)
         return response
     finally:
         CALL.reset(token)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
-@metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def _handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dispatch(event, context)
+
+
+# The cookbook's decorator order: context + correlation id, metrics flush, tracing. With metrics disabled
+# (POWERTOOLS_METRICS_DISABLED, e.g. `cnai serve`) there is nothing to flush, so log_metrics is left out.
+_traced = tracer.capture_lambda_handler(_handler, capture_response=False)
+_measured = metrics.log_metrics(_traced, capture_cold_start_metric=True) if METRICS_ON else _traced
+handler = logger.inject_lambda_context(
+    _measured, correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False
+)
 
 
 try:

@@ -17,6 +17,8 @@ from collections.abc import Generator, Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "cnai-predict")
@@ -56,6 +58,16 @@ def tracing_enabled() -> bool:
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(service=SERVICE, namespace=NAMESPACE)
+METRICS_ON = not is_metrics_disabled()
+
+
+def metric(name: str, unit: MetricUnit, value: float) -> None:
+    """add_metric, skipped when metrics are disabled: Powertools would otherwise keep the values and still
+    print them every 100 (it skips the per-invocation flush but not the full-buffer one)."""
+    if METRICS_ON:
+        metrics.add_metric(name=name, unit=unit, value=value)
+
+
 tracer = (
     Tracer(service=SERVICE)
     if tracing_enabled()

@@ -1,0 +1,92 @@
+"""SageMaker Serverless Inference: the four hooks of the SageMaker inference toolkit, on the same Predictor.
+
+For models too large for Lambda. The endpoint speaks the predict API's JSON (cnai.serving.PredictRequest in,
+PredictResponse out) plus {"describe": true} for the model card summary, so the predict Lambda can route
+a model to the endpoint by configuration (CNAI_SAGEMAKER_ENDPOINTS) and answer exactly as for a local one.
+The Lambda writes the audit record for routed calls; the endpoint itself is reachable only with IAM.
+
+`package_model` builds the model.tar.gz the SageMaker Model points at: the artifact files at the root
+(verified by the predictor on load) and code/ with inference.py, the cnai modules it needs and
+requirements.txt (onnxruntime, tokenizers, numpy, pydantic; no torch).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cnai.artifact import CARD_FILE, PAYLOAD_FILES, load_artifact
+from cnai.errors import CnaiError
+from cnai.predictor import Predictor
+from cnai.serving import LocalBackend, ModelService, PredictRequest
+
+JSON = "application/json"
+# The modules the container imports: the serving path only (no CLI, no training, no AWS clients).
+CODE_MODULES = ("__init__.py", "errors.py", "artifact.py", "predictor.py", "serving.py", "sagemaker.py")
+REQUIREMENTS = "onnxruntime>=1.20,<2\ntokenizers>=0.21,<1\nnumpy>=2.0,<3\npydantic>=2.7,<3\n"
+
+
+class InferenceError(CnaiError):
+    """A request the endpoint cannot serve; the message names the problem (never internals)."""
+
+
+def model_fn(model_dir: str) -> ModelService:
+    """Load and verify the artifact once per container (sha256 of every file against the model card)."""
+    predictor = Predictor.from_dir(model_dir)
+    return ModelService({predictor.name: LocalBackend(predictor, predictor.name)})
+
+
+def input_fn(request_body: bytes | str, request_content_type: str) -> dict[str, Any]:
+    content_type = (request_content_type or JSON).split(";")[0].strip().lower()
+    if content_type != JSON:
+        raise InferenceError(f"content type {content_type!r} is not supported; send {JSON}")
+    try:
+        data = json.loads(request_body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InferenceError(f"body is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InferenceError("body must be a JSON object")
+    return data
+
+
+def predict_fn(data: dict[str, Any], service: ModelService) -> dict[str, Any]:
+    (name,) = service.backends
+    if data.get("describe") is True:
+        return service.get(name).detail().model_dump(mode="json")
+    try:
+        request = PredictRequest.model_validate(data)
+    except ValueError as exc:
+        raise InferenceError(f"invalid request: {exc}") from None
+    return service.predict(name, request).response.model_dump(mode="json")
+
+
+def output_fn(prediction: dict[str, Any], accept: str) -> tuple[str, str]:
+    wanted = (accept or JSON).split(";")[0].strip().lower()
+    if wanted not in (JSON, "*/*"):
+        raise InferenceError(f"accept {wanted!r} is not supported; ask for {JSON}")
+    return json.dumps(prediction), JSON
+
+
+def package_model(artifact_dir: str | Path, tar_path: str | Path) -> Path:
+    """model.tar.gz for a SageMaker Model: artifact at the root, inference code under code/."""
+    artifact = load_artifact(artifact_dir)  # refuse to package a corrupt artifact
+    package = Path(__file__).resolve().parent
+    entry = package.parent / "functions" / "sagemaker_inference" / "inference.py"
+    tar_path = Path(tar_path)
+    tar_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        code = Path(tmp) / "code"
+        (code / "cnai").mkdir(parents=True)
+        for module in CODE_MODULES:
+            shutil.copy2(package / module, code / "cnai" / module)
+        shutil.copy2(entry, code / "inference.py")
+        (code / "requirements.txt").write_text(REQUIREMENTS, encoding="utf-8")
+        with tarfile.open(tar_path, "w:gz") as tar:
+            for name in (*PAYLOAD_FILES, CARD_FILE):
+                tar.add(artifact.directory / name, arcname=name)
+            tar.add(code, arcname="code")
+    return tar_path
