@@ -102,5 +102,14 @@ def serve(
         _fail(exc)
 
 
+def _register_ingestion() -> None:
+    # `cnai ingest FILE --stream NAME` and `cnai dataset build`: cnai/ingest_cli.py
+    from cnai.ingest_cli import register
+
+    register(app)
+
+
+_register_ingestion()
+
 if __name__ == "__main__":  # pragma: no cover
     app()

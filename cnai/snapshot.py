@@ -1,0 +1,266 @@
+"""Freezing curated data into a versioned training dataset: split, manifest, data profile.
+
+`build_snapshot` reads the curated JSONL.gz objects of a date range (partitions `dt=YYYY-MM-DD`), keeps
+labelled records, drops repeated ids (defence in depth behind the consumer's dedup), splits train/test by
+a hash of the id (a record never changes side when more data arrives), and writes
+
+    datasets/<name>/<version>/train.jsonl.gz   test.jsonl.gz   manifest.json
+
+The manifest lists every input object and output file with sha256 and row counts, label counts, and a data
+profile (label distribution, text length statistics, vocabulary) that drift monitoring compares against.
+Nothing in it depends on when or where it was built, so the same inputs give the same manifest and the
+same `version` (the first 16 hex digits of the manifest's sha256): rebuilding is a no-op, not a new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import statistics
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from cnai.errors import DataError
+from cnai.ingest import jsonl_gz, read_jsonl_gz
+
+SPLIT_SALT = "cnai-split-v1"
+TOP_TOKENS = 200
+LENGTH_BINS = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+_TOKEN = re.compile(r"\[[A-Z]+\]|[^\W\d_]+(?:'[^\W\d_]+)?|\d+")
+
+
+class Store(Protocol):
+    """Where the data lake lives: an S3 bucket in AWS, a folder on a laptop."""
+
+    def list(self, prefix: str) -> list[str]: ...
+    def get(self, key: str) -> bytes: ...
+    def put(self, key: str, data: bytes, content_type: str) -> None: ...
+
+
+class S3Store:
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    def list(self, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def get(self, key: str) -> bytes:
+        return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+
+class LocalStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root / prefix
+        folder = base if prefix.endswith("/") else base.parent
+        if not folder.is_dir():
+            return []
+        keys = (p.relative_to(self.root).as_posix() for p in folder.rglob("*") if p.is_file())
+        return sorted(k for k in keys if k.startswith(prefix))
+
+    def get(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        del content_type
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def store_for(uri: str, s3: Any = None) -> Store:
+    """`s3://bucket` (boto3 client `s3`, created when None) or a local folder path."""
+    if uri.startswith("s3://"):
+        bucket = uri.removeprefix("s3://").strip("/")
+        if not bucket or "/" in bucket:
+            raise DataError(uri, "expected s3://BUCKET (the data-lake bucket, no prefix)")
+        if s3 is None:
+            import boto3
+
+            s3 = boto3.client("s3")
+        return S3Store(s3, bucket)
+    return LocalStore(Path(uri))
+
+
+def is_test(record_id: str, test_fraction: float) -> bool:
+    """Stable split: sha256(salt + id) mapped to [0, 1); below the fraction goes to test."""
+    digest = hashlib.sha256(f"{SPLIT_SALT}:{record_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < test_fraction
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _percentile(sorted_values: list[int], q: float) -> int:
+    if not sorted_values:
+        return 0
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def profile(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Label distribution, text length statistics and vocabulary: the drift-monitoring baseline."""
+    labels: Counter[str] = Counter()
+    tokens: Counter[str] = Counter()
+    lengths: list[int] = []
+    token_counts: list[int] = []
+    redactions: Counter[str] = Counter()
+    for row in rows:
+        labels[row["label"]] += 1
+        text = row["text"]
+        lengths.append(len(text))
+        words = _TOKEN.findall(text.lower())
+        token_counts.append(len(words))
+        tokens.update(words)
+        redactions.update(row.get("redactions") or {})
+    lengths.sort()
+    total = sum(labels.values())
+    histogram = Counter(max(b for b in LENGTH_BINS if b <= n) for n in lengths)
+    return {
+        "rows": total,
+        "labels": {
+            "count": len(labels),
+            "distribution": {k: {"rows": v, "share": round(v / total, 6)} for k, v in sorted(labels.items())},
+        },
+        "text_length_chars": {
+            "min": lengths[0] if lengths else 0,
+            "max": lengths[-1] if lengths else 0,
+            "mean": round(statistics.fmean(lengths), 3) if lengths else 0.0,
+            "p50": _percentile(lengths, 0.5),
+            "p90": _percentile(lengths, 0.9),
+            "p99": _percentile(lengths, 0.99),
+            "histogram": {f">={b}": histogram.get(b, 0) for b in LENGTH_BINS},
+        },
+        "tokens_per_text": {"mean": round(statistics.fmean(token_counts), 3) if token_counts else 0.0},
+        "vocabulary": {
+            "size": len(tokens),
+            "tokens": sum(tokens.values()),
+            "top": [[t, n] for t, n in sorted(tokens.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_TOKENS]],
+        },
+        "redactions": dict(sorted(redactions.items())),
+    }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The written dataset: its version, where its manifest is, and the manifest itself."""
+
+    version: str
+    prefix: str
+    manifest: dict[str, Any]
+    created: bool
+
+    @property
+    def manifest_key(self) -> str:
+        return f"{self.prefix}/manifest.json"
+
+
+def _days(start: date, end: date) -> list[date]:
+    if end < start:
+        raise DataError(f"{start}..{end}", "the range ends before it starts")
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def build_snapshot(
+    store: Store,
+    *,
+    start: date,
+    end: date,
+    name: str = "default",
+    test_fraction: float = 0.2,
+    curated_prefix: str = "curated",
+    output_prefix: str = "datasets",
+    tenant: str | None = None,
+) -> Snapshot:
+    """Freeze the labelled curated records with timestamps in [start, end] (UTC dates, inclusive)."""
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError("test_fraction", f"{test_fraction} is not between 0 and 1")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", name):
+        raise DataError("name", f"{name!r}: use lower-case letters, digits, '.', '_' or '-'")
+    sources = []
+    chosen: dict[str, dict[str, Any]] = {}
+    seen = unlabeled = duplicates = out_of_range = other_tenant = 0
+    lo = start.isoformat()  # ISO 8601 UTC strings compare in time order
+    hi = end.isoformat() + "T~"  # '~' sorts after any time of that day
+    for day in _days(start, end):
+        for key in store.list(f"{curated_prefix}/dt={day.isoformat()}/"):
+            data = store.get(key)
+            rows = read_jsonl_gz(data)
+            sources.append({"key": key, "sha256": sha256(data), "rows": len(rows)})
+            for row in rows:
+                seen += 1
+                stamp = str(row.get("timestamp") or "")
+                if not lo <= stamp.removesuffix("Z") <= hi:
+                    out_of_range += 1
+                    continue
+                if tenant is not None and row.get("tenant") != tenant:
+                    other_tenant += 1
+                    continue
+                if not row.get("label"):
+                    unlabeled += 1
+                    continue
+                current = chosen.get(row["id"])
+                if current is not None:
+                    duplicates += 1
+                    if (current["timestamp"], current["text"]) <= (row["timestamp"], row["text"]):
+                        continue
+                chosen[row["id"]] = row
+    if not chosen:
+        raise DataError(f"{curated_prefix}/dt={start}..{end}", "no labelled curated records in this range")
+    ordered = [chosen[k] for k in sorted(chosen)]
+    splits: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
+    for row in ordered:
+        splits["test" if is_test(row["id"], test_fraction) else "train"].append(row)
+    files = {}
+    payloads = {}
+    for split, rows in splits.items():
+        lines = [{"id": r["id"], "text": r["text"], "label": r["label"], "tenant": r["tenant"]} for r in rows]
+        payloads[split] = jsonl_gz(lines)
+        files[split] = {
+            "file": f"{split}.jsonl.gz",
+            "sha256": sha256(payloads[split]),
+            "rows": len(rows),
+            "label_counts": dict(sorted(Counter(r["label"] for r in rows).items())),
+        }
+    manifest = {
+        "schema": "cnai.dataset/1",
+        "name": name,
+        "range": {"start": start.isoformat(), "end": end.isoformat()},
+        "tenant": tenant,
+        "split": {"method": f"sha256('{SPLIT_SALT}:' + id) < test_fraction", "test_fraction": test_fraction},
+        "sources": sources,
+        "files": files,
+        "counts": {
+            "records_read": seen,
+            "kept": len(ordered),
+            "unlabeled_skipped": unlabeled,
+            "duplicate_ids_skipped": duplicates,
+            "out_of_range_skipped": out_of_range,
+            "other_tenant_skipped": other_tenant,
+        },
+        "profile": profile(ordered),
+    }
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    manifest_sha = sha256(canonical)
+    version = manifest_sha[:16]
+    manifest = {**manifest, "version": version, "manifest_sha256": manifest_sha}
+    prefix = f"{output_prefix}/{name}/{version}"
+    created = not store.list(f"{prefix}/manifest.json")
+    if created:  # content-addressed: an existing version already holds exactly these bytes
+        for split, data in payloads.items():
+            store.put(f"{prefix}/{split}.jsonl.gz", data, "application/x-ndjson")
+        body = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        store.put(f"{prefix}/manifest.json", body, "application/json")
+    return Snapshot(version=version, prefix=prefix, manifest=manifest, created=created)
