@@ -8,6 +8,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from infra.config import Settings, settings_from_context
+from infra.stacks.serving import ServingStack
 
 
 def build(app: cdk.App, settings: Settings | None = None) -> dict[str, cdk.Stack]:
@@ -17,8 +18,18 @@ def build(app: cdk.App, settings: Settings | None = None) -> dict[str, cdk.Stack
         account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
         region=os.environ.get("CDK_DEFAULT_REGION", "us-east-1"),
     )
-    del env  # used by the stacks as they arrive (ingestion, serving, training)
     stacks: dict[str, cdk.Stack] = {}
+    # Serving imports the ingestion stack's API function by ARN (no cross-stack cycle): the REST API routes
+    # POST /v1/ingest to it and the invoke permission lives in the serving stack.
+    ingest_api = getattr(stacks.get("ingestion"), "api_function", None)
+    stacks["serving"] = ServingStack(
+        app,
+        f"{settings.prefix}-serving",
+        settings=settings,
+        ingest_function_arn=ingest_api.function_arn if ingest_api is not None else None,
+        env=env,
+        description="cnai serving: REST API, predict Lambda, audit trail, SageMaker Serverless",
+    )
     cdk.Tags.of(app).add("project", settings.project)
     cdk.Tags.of(app).add("stage", settings.stage)
     # cdk-nag v3 is a policy-validation plugin: synthesis fails on any unacknowledged AwsSolutions error.

@@ -1,0 +1,309 @@
+"""The serving stack, synthesized under cdk-nag (an unacknowledged error fails synthesis): key properties of the
+API, the predict Lambda, the audit trail, SageMaker Serverless and the outputs. Two configurations, each
+synthesized once per module: the default (IAM auth, ingest route) and a variant (API keys, provisioned
+concurrency, the model routed to SageMaker)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import assertions
+from cdk_nag import AwsSolutionsChecks
+
+from infra.config import Settings
+from infra.stacks.serving import ServingStack
+
+CONTEXT = {"aws:cdk:bundling-stacks": []}
+ENV = cdk.Environment(account="111111111111", region="eu-west-1")
+INGEST_ARN = "arn:aws:lambda:eu-west-1:111111111111:function:cnai-dev-ingest-api"
+
+
+def synth(settings: Settings, ingest_function_arn: str | None = None) -> assertions.Template:
+    app = cdk.App(context=CONTEXT)
+    stack = ServingStack(app, "Serving", settings=settings, ingest_function_arn=ingest_function_arn, env=ENV)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    app.synth()
+    return assertions.Template.from_stack(stack)
+
+
+@pytest.fixture(scope="module")
+def default() -> assertions.Template:
+    # Given the default settings with a pinned artifact in an existing bucket, and the ingest API function
+    settings = Settings(serving_model_bucket="acme-models", serving_model_version_id="v3.abc")
+    # When the stack synthesizes under cdk-nag
+    return synth(settings, INGEST_ARN)
+
+
+@pytest.fixture(scope="module")
+def variant() -> assertions.Template:
+    settings = Settings(
+        api_keys=True,
+        serving_provisioned_concurrency=2,
+        sagemaker_route=True,
+        sagemaker_memory_mb=4096,
+        sagemaker_max_concurrency=9,
+        audit_retention_days=2555,
+        audit_lock_mode="COMPLIANCE",
+        audit_store_text=True,
+    )
+    return synth(settings)
+
+
+def only(template: assertions.Template, kind: str, props: dict[str, Any] | None = None) -> dict[str, Any]:
+    found = template.find_resources(kind, {"Properties": props} if props else None)
+    assert len(found) == 1, f"{kind}: {len(found)} found"
+    return next(iter(found.values()))["Properties"]
+
+
+def predict_function(template: assertions.Template) -> dict[str, Any]:
+    return only(template, "AWS::Lambda::Function", {"Handler": "functions.predict.handler.handler"})
+
+
+# ---- REST API
+
+
+def test_api_is_regional_with_tls12_and_a_traced_throttled_logged_stage(default: assertions.Template) -> None:
+    api = only(default, "AWS::ApiGateway::RestApi")
+    assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    assert api["SecurityPolicy"] == "TLS_1_2"
+    stage = only(default, "AWS::ApiGateway::Stage")
+    assert stage["StageName"] == "dev"
+    assert stage["TracingEnabled"] is True
+    assert "DestinationArn" in stage["AccessLogSetting"]
+    assert '"caller":"$context.identity.caller"' in stage["AccessLogSetting"]["Format"]
+    [settings] = stage["MethodSettings"]
+    assert settings["ThrottlingRateLimit"] == 100
+    assert settings["ThrottlingBurstLimit"] == 200
+    assert settings["LoggingLevel"] == "ERROR"
+    assert settings["DataTraceEnabled"] is False
+
+
+def test_access_logs_are_kms_encrypted(default: assertions.Template) -> None:
+    groups = default.find_resources("AWS::Logs::LogGroup")
+    assert groups
+    assert all("KmsKeyId" in g["Properties"] for g in groups.values())
+
+
+def test_every_route_requires_iam_and_a_validator(default: assertions.Template) -> None:
+    methods = default.find_resources("AWS::ApiGateway::Method")
+    verbs = sorted(m["Properties"]["HttpMethod"] for m in methods.values())
+    assert verbs == ["GET", "GET", "GET", "GET", "POST", "POST"]  # models, model, health, openapi; predict, ingest
+    for method in methods.values():
+        assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
+        assert method["Properties"]["ApiKeyRequired"] is False
+        assert "RequestValidatorId" in method["Properties"]
+    paths = sorted(r["Properties"]["PathPart"] for r in default.find_resources("AWS::ApiGateway::Resource").values())
+    assert paths == ["health", "ingest", "models", "openapi.json", "predict", "v1", "{model}"]
+
+
+def test_predict_body_model_requires_inputs_and_validation_errors_name_the_field(default: assertions.Template) -> None:
+    model = only(default, "AWS::ApiGateway::Model")
+    assert model["Schema"]["required"] == ["inputs"]
+    assert model["Schema"]["properties"]["inputs"]["type"] == ["string", "array"]
+    only(default, "AWS::ApiGateway::RequestValidator", {"ValidateRequestBody": True})
+    response = only(default, "AWS::ApiGateway::GatewayResponse")
+    assert response["ResponseType"] == "BAD_REQUEST_BODY"
+    assert "validationErrorString" in response["ResponseTemplates"]["application/json"]
+    post = default.find_resources(
+        "AWS::ApiGateway::Method", {"Properties": {"HttpMethod": "POST", "RequestModels": assertions.Match.any_value()}}
+    )
+    assert len(post) == 1
+
+
+def test_ingest_route_invokes_the_imported_ingest_function(default: assertions.Template) -> None:
+    default.has_resource_properties(
+        "AWS::Lambda::Permission", {"FunctionName": INGEST_ARN, "Principal": "apigateway.amazonaws.com"}
+    )
+
+
+def test_api_keys_variant_requires_keys_under_a_usage_plan_with_quota(variant: assertions.Template) -> None:
+    for method in variant.find_resources("AWS::ApiGateway::Method").values():
+        assert method["Properties"]["ApiKeyRequired"] is True
+    plan = only(variant, "AWS::ApiGateway::UsagePlan")
+    assert plan["Quota"] == {"Limit": 100000, "Period": "DAY"}
+    assert plan["Throttle"] == {"BurstLimit": 200, "RateLimit": 100}
+    only(variant, "AWS::ApiGateway::ApiKey")
+    only(variant, "AWS::ApiGateway::UsagePlanKey")
+
+
+# ---- predict Lambda
+
+
+def test_predict_function_environment_is_the_handlers_contract(default: assertions.Template) -> None:
+    from functions.predict.settings import load_settings
+
+    env = predict_function(default)["Environment"]["Variables"]
+    assert env["CNAI_MODEL_URI"] == "s3://acme-models/models/banking77/model.tar.gz"
+    assert env["CNAI_MODEL_VERSION_ID"] == "v3.abc"
+    assert env["CNAI_AUDIT_SINK"] == "stdout"
+    assert "CNAI_SAGEMAKER_ENDPOINTS" not in env
+    # The predict handler's own settings model accepts exactly what the stack deploys
+    loaded = load_settings(env)
+    assert loaded.model_name == "banking77"
+    assert loaded.audit_store_text is False
+    assert loaded.max_inputs == 64
+
+
+def test_predict_function_is_arm64_py312_with_the_layer_and_reserved_concurrency(default: assertions.Template) -> None:
+    fn = predict_function(default)
+    assert fn["Architectures"] == ["arm64"]
+    assert fn["Runtime"] == "python3.12"
+    assert fn["MemorySize"] == 2048
+    assert fn["ReservedConcurrentExecutions"] == 20
+    assert fn["Timeout"] == 29
+    assert len(fn["Layers"]) == 1
+    layer = only(default, "AWS::Lambda::LayerVersion")
+    assert layer["CompatibleArchitectures"] == ["arm64"]
+    assert layer["CompatibleRuntimes"] == ["python3.12"]
+
+
+def test_predict_role_reads_only_the_pinned_model_object(default: assertions.Template) -> None:
+    statements = [
+        s
+        for p in default.find_resources("AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "s3:GetObjectVersion" in s["Action"]
+    ]
+    resources = [json.dumps(s["Resource"]) for s in statements]
+    assert resources
+    assert all("acme-models/models/banking77/model.tar.gz" in r for r in resources)
+
+
+def test_api_integrates_the_live_alias(default: assertions.Template) -> None:
+    alias = only(default, "AWS::Lambda::Alias")
+    assert alias["Name"] == "live"
+    assert "ProvisionedConcurrencyConfig" not in alias
+    uris = [
+        json.dumps(m["Properties"]["Integration"]["Uri"])
+        for m in default.find_resources("AWS::ApiGateway::Method").values()
+    ]
+    alias_id = next(iter(default.find_resources("AWS::Lambda::Alias")))
+    assert sum(alias_id in u for u in uris) == 5  # every route but ingest
+
+
+def test_variant_has_provisioned_concurrency_and_routes_the_model_to_sagemaker(variant: assertions.Template) -> None:
+    from functions.predict.settings import load_settings
+
+    assert only(variant, "AWS::Lambda::Alias")["ProvisionedConcurrencyConfig"] == {"ProvisionedConcurrentExecutions": 2}
+    env = predict_function(variant)["Environment"]["Variables"]
+    assert json.loads(env["CNAI_SAGEMAKER_ENDPOINTS"]) == {"banking77": "cnai-dev-banking77"}
+    assert env["CNAI_AUDIT_STORE_TEXT"] == "true"
+    assert "CNAI_MODEL_VERSION_ID" not in env
+    assert load_settings({**env, "CNAI_MODEL_URI": "s3://b/k"}).sagemaker_endpoints == {
+        "banking77": "cnai-dev-banking77"
+    }
+    invoke = [
+        s
+        for p in variant.find_resources("AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s["Action"] == "sagemaker:InvokeEndpoint"
+    ]
+    assert len(invoke) == 1
+    assert "endpoint/cnai-dev-banking77" in json.dumps(invoke[0]["Resource"])
+
+
+# ---- audit trail
+
+
+def test_audit_lines_flow_from_the_predict_log_group_to_firehose(default: assertions.Template) -> None:
+    sub = only(default, "AWS::Logs::SubscriptionFilter")
+    assert sub["FilterPattern"] == "{ $.cnai_audit IS TRUE }"
+    fn = predict_function(default)
+    assert sub["LogGroupName"] == {"Ref": fn["LoggingConfig"]["LogGroup"]["Ref"]}
+    stream = only(default, "AWS::KinesisFirehose::DeliveryStream")
+    assert stream["DeliveryStreamEncryptionConfigurationInput"]["KeyType"] == "CUSTOMER_MANAGED_CMK"
+    s3 = stream["ExtendedS3DestinationConfiguration"]
+    assert s3["Prefix"].startswith("audit/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/")
+    assert s3["ErrorOutputPrefix"].startswith("errors/")
+    assert "AWSKMSKeyARN" in s3["EncryptionConfiguration"]["KMSEncryptionConfig"]
+    assert [p["Type"] for p in s3["ProcessingConfiguration"]["Processors"]] == [
+        "Decompression",
+        "CloudWatchLogProcessing",
+        "AppendDelimiterToRecord",
+    ]
+    assert s3["CloudWatchLoggingOptions"]["Enabled"] is True
+
+
+def test_audit_bucket_is_object_locked_for_the_retention_period(
+    default: assertions.Template, variant: assertions.Template
+) -> None:
+    locked = only(default, "AWS::S3::Bucket", {"ObjectLockEnabled": True})
+    assert locked["ObjectLockConfiguration"]["Rule"]["DefaultRetention"] == {"Days": 365, "Mode": "GOVERNANCE"}
+    assert locked["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert (
+        locked["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"][
+            "SSEAlgorithm"
+        ]
+        == "aws:kms"
+    )
+    expiry = [r for r in locked["LifecycleConfiguration"]["Rules"] if r["Id"] == "expire-after-retention"]
+    assert expiry[0]["ExpirationInDays"] == 366
+    strict = only(variant, "AWS::S3::Bucket", {"ObjectLockEnabled": True})
+    assert strict["ObjectLockConfiguration"]["Rule"]["DefaultRetention"] == {"Days": 2555, "Mode": "COMPLIANCE"}
+
+
+def test_glue_table_has_a_column_for_every_audit_record_field_and_date_partitions(
+    default: assertions.Template,
+) -> None:
+    from cnai.audit import AuditRecord
+
+    table = only(default, "AWS::Glue::Table")["TableInput"]
+    columns = [c["Name"] for c in table["StorageDescriptor"]["Columns"]]
+    assert columns == list(AuditRecord.model_fields)
+    assert [k["Name"] for k in table["PartitionKeys"]] == ["year", "month", "day"]
+    assert table["Parameters"]["projection.enabled"] == "true"
+    assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
+
+
+# ---- SageMaker Serverless
+
+
+def test_serverless_endpoint_serves_the_same_tar_with_the_shared_inference_code(
+    default: assertions.Template, variant: assertions.Template
+) -> None:
+    model = only(default, "AWS::SageMaker::Model")["PrimaryContainer"]
+    assert model["ModelDataUrl"] == "s3://acme-models/models/banking77/model.tar.gz"
+    assert model["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert "SAGEMAKER_SUBMIT_DIRECTORY" in model["Environment"]
+    assert "sagemaker-scikit-learn" in json.dumps(model["Image"])
+    assert "Fn::FindInMap" in json.dumps(model["Image"])
+    [variant_props] = only(default, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
+    assert variant_props["ServerlessConfig"] == {"MaxConcurrency": 5, "MemorySizeInMB": 2048}
+    assert only(default, "AWS::SageMaker::Endpoint")["EndpointName"] == "cnai-dev-banking77"
+    [bigger] = only(variant, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
+    assert bigger["ServerlessConfig"] == {"MaxConcurrency": 9, "MemorySizeInMB": 4096}
+
+
+def test_sagemaker_role_reads_the_model_object_not_the_bucket(default: assertions.Template) -> None:
+    role_id = next(
+        k
+        for k, r in default.find_resources("AWS::IAM::Role").items()
+        if "sagemaker.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
+    )
+    statements = [
+        s
+        for p in default.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    model_reads = [s for s in statements if s["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]]
+    assert len(model_reads) == 1
+    assert "acme-models/models/banking77/model.tar.gz" in json.dumps(model_reads[0]["Resource"])
+
+
+# ---- outputs
+
+
+def test_outputs_have_stable_ids(default: assertions.Template) -> None:
+    outputs = default.find_outputs("*")
+    assert {"ApiUrl", "PredictFunctionName", "EndpointName", "AuditBucketName"} <= set(outputs)
+    assert outputs["EndpointName"]["Value"] == "cnai-dev-banking77"
+
+
+def test_endpoint_output_says_disabled_when_sagemaker_is_off() -> None:
+    template = synth(Settings(sagemaker_endpoint=False))
+    assert template.find_outputs("EndpointName")["EndpointName"]["Value"] == "disabled"
+    assert not template.find_resources("AWS::SageMaker::Endpoint")
