@@ -60,16 +60,20 @@ def encode_record(record: Record | dict[str, Any]) -> bytes:
 
 def decode_payload(data: str) -> dict[str, Any]:
     """Base64 (as in Kinesis events) -> JSON object. Raises RecordError naming what is wrong."""
-    if len(data) > (MAX_PAYLOAD_BYTES * 4) // 3 + 4:
+    if len(data) > (MAX_PAYLOAD_BYTES + 2) // 3 * 4:  # cheap guard before decoding a huge string
         raise RecordError(f"payload: about {len(data) * 3 // 4} bytes, more than {MAX_PAYLOAD_BYTES}")
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise RecordError("payload: not valid base64") from None
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise RecordError(f"payload: {len(raw)} bytes, more than {MAX_PAYLOAD_BYTES}")
     try:
-        obj = json.loads(raw)
-    except UnicodeDecodeError:
-        raise RecordError("payload: not valid UTF-8") from None
+        text = raw.decode("utf-8")  # explicitly: json.loads(bytes) would also accept UTF-16/32
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"payload: not valid UTF-8 (byte {exc.start})") from None
+    try:
+        obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecordError(f"payload: not valid JSON ({exc.msg} at byte {exc.pos})") from None
     if not isinstance(obj, dict):

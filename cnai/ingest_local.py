@@ -122,7 +122,7 @@ class LocalEventSourceMapping:
                 self._deliver(records[:half], shard_id, arn, attempt)
                 self._deliver(records[half:], shard_id, arn, attempt)
                 return
-            failed_from = 0
+            failed_from, failed_count = 0, len(records)
         else:
             failures = [f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])]
             if not failures:
@@ -130,13 +130,18 @@ class LocalEventSourceMapping:
             sequences = [r["kinesis"]["sequenceNumber"] for r in records]
             lowest = min(failures, key=int)
             failed_from = sequences.index(lowest) if lowest in sequences else 0
+            failed_count = len(failures)
         remaining = records[failed_from:]
         if attempt < self.max_retries:
             self._deliver(remaining, shard_id, arn, attempt + 1)
         else:
-            self._dead_letter(remaining, shard_id, arn, attempt)
+            # The DLQ message names the whole remaining range (as Lambda's does); only the records that
+            # failed in the last attempt were never written, so only they count as dead-lettered.
+            self._dead_letter(remaining, shard_id, arn, attempt, failed_count)
 
-    def _dead_letter(self, records: Sequence[dict[str, Any]], shard_id: str, arn: str, attempt: int) -> None:
+    def _dead_letter(
+        self, records: Sequence[dict[str, Any]], shard_id: str, arn: str, attempt: int, failed: int
+    ) -> None:
         # Lambda's on-failure record for stream sources: where the batch is, not what it holds.
         message = {
             "requestContext": {
@@ -153,7 +158,7 @@ class LocalEventSourceMapping:
                 "streamArn": arn,
             },
         }
-        self.report.dead_lettered += len(records)
+        self.report.dead_lettered += failed
         self.report.dlq_messages.append(message)
         if self.sqs is not None and self.dlq_url:
             self.sqs.send_message(QueueUrl=self.dlq_url, MessageBody=json.dumps(message))

@@ -121,7 +121,7 @@ def profile(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         labels[row["label"]] += 1
         text = row["text"]
         lengths.append(len(text))
-        words = _TOKEN.findall(text.lower())
+        words = [w if w.startswith("[") else w.lower() for w in _TOKEN.findall(text)]
         token_counts.append(len(words))
         tokens.update(words)
         redactions.update(row.get("redactions") or {})

@@ -1,0 +1,73 @@
+"""Dataset snapshots on a local lake folder: same inputs, same manifest hash; stable split; counts."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from cnai.errors import DataError
+from cnai.ingest import jsonl_gz, read_jsonl_gz
+from cnai.snapshot import LocalStore, build_snapshot, is_test
+
+
+def row(i: int, day: str, label: str | None = "a", text: str | None = None) -> dict:
+    return {"id": f"r{i}", "text": text or f"text number {i} [EMAIL]", "label": label, "source": "s",
+            "tenant": "acme", "timestamp": f"{day}T08:00:00Z", "metadata": {}, "redactions": {"email": 1}}  # fmt: skip
+
+
+def lake(tmp_path: Path) -> LocalStore:
+    store = LocalStore(tmp_path)
+    store.put("curated/dt=2026-02-01/a.jsonl.gz", jsonl_gz([row(i, "2026-02-01", "ab"[i % 2]) for i in range(50)]), "")
+    store.put("curated/dt=2026-02-02/b.jsonl.gz", jsonl_gz([row(1, "2026-02-02"), row(99, "2026-02-02", None)]), "")
+    store.put("curated/dt=2026-02-09/c.jsonl.gz", jsonl_gz([row(7, "2026-02-09")]), "")
+    return store
+
+
+def test_same_inputs_give_the_same_manifest_hash_and_one_version(tmp_path: Path) -> None:
+    store = lake(tmp_path)
+    first = build_snapshot(store, start=date(2026, 2, 1), end=date(2026, 2, 2), name="n")
+    second = build_snapshot(store, start=date(2026, 2, 1), end=date(2026, 2, 2), name="n")
+    assert first.manifest == second.manifest and first.version == second.version
+    assert first.created and not second.created
+    on_disk = json.loads((tmp_path / first.manifest_key).read_text())
+    assert on_disk["manifest_sha256"] == first.manifest["manifest_sha256"]
+    # A different range or fraction is a different version
+    other = build_snapshot(store, start=date(2026, 2, 1), end=date(2026, 2, 9), name="n")
+    assert other.version != first.version
+
+
+def test_counts_split_files_and_profile(tmp_path: Path) -> None:
+    snap = build_snapshot(lake(tmp_path), start=date(2026, 2, 1), end=date(2026, 2, 2), test_fraction=0.3)
+    m = snap.manifest
+    # r1 appears twice (kept once), r99 has no label; 2026-02-09 is out of the listed partitions
+    assert m["counts"] == {"records_read": 52, "kept": 50, "unlabeled_skipped": 1, "duplicate_ids_skipped": 1,
+                           "out_of_range_skipped": 0, "other_tenant_skipped": 0}  # fmt: skip
+    train = read_jsonl_gz((tmp_path / snap.prefix / "train.jsonl.gz").read_bytes())
+    test = read_jsonl_gz((tmp_path / snap.prefix / "test.jsonl.gz").read_bytes())
+    assert len(train) + len(test) == 50 and m["files"]["test"]["rows"] == len(test) > 0
+    assert all(is_test(r["id"], 0.3) for r in test) and not any(is_test(r["id"], 0.3) for r in train)
+    assert [s["key"] for s in m["sources"]] == ["curated/dt=2026-02-01/a.jsonl.gz", "curated/dt=2026-02-02/b.jsonl.gz"]
+    assert m["profile"]["labels"]["distribution"]["a"]["rows"] == 25
+    assert m["profile"]["vocabulary"]["top"][:3] == [["[EMAIL]", 50], ["number", 50], ["text", 50]]
+    assert m["profile"]["redactions"] == {"email": 50}
+    assert m["files"]["train"]["label_counts"]["a"] + m["files"]["test"]["label_counts"]["a"] == 25
+
+
+def test_split_is_stable_when_data_grows() -> None:
+    ids = [f"id-{i}" for i in range(2000)]
+    share = sum(is_test(i, 0.2) for i in ids) / len(ids)
+    assert 0.17 < share < 0.23
+    assert [is_test(i, 0.2) for i in ids[:100]] == [is_test(i, 0.2) for i in ids[:100]]
+
+
+def test_empty_range_and_bad_arguments_name_the_problem(tmp_path: Path) -> None:
+    store = lake(tmp_path)
+    with pytest.raises(DataError, match="no labelled curated records"):
+        build_snapshot(store, start=date(2025, 1, 1), end=date(2025, 1, 2))
+    with pytest.raises(DataError, match="ends before it starts"):
+        build_snapshot(store, start=date(2026, 2, 2), end=date(2026, 2, 1))
+    with pytest.raises(DataError, match="test_fraction"):
+        build_snapshot(store, start=date(2026, 2, 1), end=date(2026, 2, 2), test_fraction=1.5)
