@@ -1,0 +1,82 @@
+"""POST /v1/ingest: a batch of records in, per-record accepted / rejected (with reasons) out.
+
+Why a thin Lambda rather than API Gateway's direct Kinesis integration: the direct integration can only
+template a request into PutRecords; it cannot run the record contract, so invalid records would reach the
+stream and a client would learn of its mistakes only from the quarantine bucket. The Lambda validates with
+the same pydantic `Record` as the CLI and the consumer, answers per record with the field named, derives
+ids and partition keys the same way as the CLI, and retries only the entries Kinesis throttled.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cnai.producer import DEFAULT_SPREAD, Entry, Producer, SendSummary, entry_for
+from cnai.records import RecordError, parse_record
+
+MAX_REQUEST_RECORDS = 500  # one PutRecords call; larger batches belong to `cnai ingest`
+
+
+class RequestError(ValueError):
+    """The request as a whole is unusable: `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+def parse_request(body: str | bytes | None, max_records: int = MAX_REQUEST_RECORDS) -> list[Any]:
+    """`{"records": [...]}` -> the raw records. Raises RequestError (400 / 413) naming the problem."""
+    if not body:
+        raise RequestError(400, 'body: expected JSON {"records": [...]}')
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"body: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+        raise RequestError(400, 'records: expected {"records": [ ... ]} with a list of records')
+    if set(data) - {"records"}:
+        raise RequestError(400, f"{sorted(set(data) - {'records'})[0]}: is not a known field")
+    records = data["records"]
+    if not records:
+        raise RequestError(400, "records: the list is empty")
+    if len(records) > max_records:
+        raise RequestError(413, f"records: {len(records)} in one request, more than {max_records}")
+    return records
+
+
+def ingest_request(
+    body: str | bytes | None,
+    producer: Producer,
+    *,
+    max_records: int = MAX_REQUEST_RECORDS,
+    spread: int = DEFAULT_SPREAD,
+) -> dict[str, Any]:
+    """Validate every record, put the valid ones, answer one result per record in request order."""
+    raw_records = parse_request(body, max_records)
+    results: list[dict[str, Any]] = [{} for _ in raw_records]
+    entries: list[Entry] = []
+    positions: list[int] = []
+    for i, raw in enumerate(raw_records):
+        try:
+            entries.append(entry_for(parse_record(raw), f"records[{i}]", spread))
+            positions.append(i)
+        except RecordError as exc:
+            results[i] = {"index": i, "status": "rejected", "reason": exc.reason}
+        except ValueError as exc:  # payload over the size limit
+            results[i] = {"index": i, "status": "rejected", "reason": str(exc)}
+    summary = SendSummary()
+    if entries:
+        for i, outcome in zip(positions, producer.put(entries, summary), strict=True):
+            if outcome.error is None:
+                results[i] = {
+                    "index": i,
+                    "status": "accepted",
+                    "id": outcome.entry.record_id,
+                    "sequence_number": outcome.sequence,
+                }
+            else:  # throttled through every retry: the client may send it again, ids make that safe
+                results[i] = {"index": i, "status": "failed", "reason": f"stream: {outcome.error}", "retryable": True}
+    counts = {s: sum(r["status"] == s for r in results) for s in ("accepted", "rejected", "failed")}
+    return {**counts, "results": results}
