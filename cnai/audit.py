@@ -97,7 +97,18 @@ def now_iso() -> str:
 
 
 def digest_inputs(texts: Sequence[str]) -> list[InputDigest]:
-    return [InputDigest(sha256=hashlib.sha256(t.encode("utf-8")).hexdigest(), chars=len(t)) for t in texts]
+    """sha256 of each text's UTF-8 bytes (unpaired surrogates, which a JSON body can smuggle in as
+    \\ud800 escapes, are hashed as their surrogate-pass bytes instead of failing the audit)."""
+    return [
+        InputDigest(sha256=hashlib.sha256(t.encode("utf-8", "surrogatepass")).hexdigest(), chars=len(t)) for t in texts
+    ]
+
+
+def safe_text(value: str | None, limit: int = 512) -> str | None:
+    """A caller-controlled string (path, model name, user agent) made storable: bounded and valid UTF-8."""
+    if value is None:
+        return None
+    return value[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def caller_from_request_context(context: dict[str, Any] | None) -> tuple[Caller, str | None, str | None]:
@@ -139,7 +150,7 @@ def canonical(record: AuditRecord) -> bytes:
     data = record.model_dump(mode="json")
     if data.get("chain"):
         data["chain"]["hash"] = ""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 class Sink(Protocol):
@@ -247,7 +258,9 @@ class Auditor:
 
     def texts_for_record(self, texts: Sequence[str]) -> list[str] | None:
         """Nothing unless the deployment opted in; then each text PII-redacted."""
-        return [self.redact(t) for t in texts] if self.store_text else None
+        if not self.store_text:
+            return None
+        return [safe_text(self.redact(t), 100_000) or "" for t in texts]
 
     def write(self, record: AuditRecord) -> AuditRecord:
         """Chain the record and hand it to the sink. Raises AuditUnavailableError if the sink fails."""
@@ -256,7 +269,8 @@ class Auditor:
             chained = record.model_copy(update={"chain": link})
             digest = hashlib.sha256(canonical(chained)).hexdigest()
             chained = chained.model_copy(update={"chain": link.model_copy(update={"hash": digest})})
-            line = chained.model_dump_json()
+            # ASCII-escaped: U+2028 or U+0085 inside a text must not split the JSON line for a log reader.
+            line = json.dumps(chained.model_dump(mode="json"), separators=(",", ":"))
             try:
                 self.sink.write(line, chained)
             except Exception as exc:
@@ -277,7 +291,7 @@ class Auditor:
         data = record.model_dump(mode="json")
         data["audit_sink_error"] = f"{type(exc).__name__}: {exc}"[:500]
         stream = self.fallback or sys.stderr
-        stream.write(json.dumps(data, ensure_ascii=False) + "\n")
+        stream.write(json.dumps(data) + "\n")
         stream.flush()
 
 
@@ -338,14 +352,26 @@ def read_records(
 ) -> Iterator[AuditRecord]:
     """Records from a file sink (file:PATH or a path) or an S3 sink / Firehose output (s3://bucket/prefix),
     filtered by caller id and by time (ISO strings, start inclusive, end exclusive)."""
+    since = _instant(start, "start") if start else None
+    until = _instant(end, "end") if end else None
     for record in _all_records(str(source), s3_client):
         if caller is not None and record.caller.id != caller:
             continue
-        if start is not None and record.time < start:
+        moment = _instant(record.time, f"record {record.request_id} time")
+        if since is not None and moment < since:
             continue
-        if end is not None and record.time >= end:
+        if until is not None and moment >= until:
             continue
         yield record
+
+
+def _instant(value: str, what: str) -> datetime:
+    """ISO 8601 to an aware datetime (naive means UTC): string comparison breaks on differing precision."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise CnaiError(f"{what}: {value!r} is not an ISO 8601 time (2026-11-29T10:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _all_records(source: str, s3_client: Any) -> Iterator[AuditRecord]:
@@ -369,7 +395,7 @@ def _all_records(source: str, s3_client: Any) -> Iterator[AuditRecord]:
 def _parse_lines(text: str) -> Iterator[AuditRecord]:
     """JSON lines; a CloudWatch Logs subscription envelope (Firehose without message extraction) is opened."""
     decoder = json.JSONDecoder()
-    for line in text.splitlines():
+    for line in text.split("\n"):  # not splitlines(): it also splits on U+2028, U+0085 ...
         line = line.strip()
         position = 0
         while position < len(line):  # Firehose may concatenate JSON objects without a newline

@@ -55,6 +55,7 @@ class PredictRequest(BaseModel):
     def _strings(cls, value: Any) -> Any:
         """One clear message instead of pydantic's per-union-member errors."""
         if isinstance(value, str):
+            _check_unicode(value, "the text")
             return value
         if not isinstance(value, list):
             raise ValueError("must be a string or a list of strings")
@@ -63,11 +64,21 @@ class PredictRequest(BaseModel):
         for i, item in enumerate(value):
             if not isinstance(item, str):
                 raise ValueError(f"item {i} is {type(item).__name__}, not a string")
+            _check_unicode(item, f"item {i}")
         return value
 
     @property
     def texts(self) -> list[str]:
         return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
+
+
+def _check_unicode(text: str, what: str) -> None:
+    """JSON escapes can carry unpaired surrogates (\\ud800), which are not text: refuse them as a 400 here
+    rather than let the tokenizer fail on them as a 500."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} has an unpaired surrogate at character {exc.start} (not valid Unicode)") from None
 
 
 class LabelScore(BaseModel):

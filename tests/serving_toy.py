@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -83,3 +84,25 @@ def build_toy_artifact(root: Path, abstain_threshold: float | None = None, name:
     )
     write_card(root, card)
     return root
+
+
+def import_handler(env: dict[str, str]) -> Any:
+    """Import functions.predict.handler (it configures itself from the environment at import, like a cold
+    start) with `env` set only for the import, then re-point its state at exactly `env`."""
+    import importlib
+    import os
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        module = importlib.import_module("functions.predict.handler")
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    from functions.predict.settings import load_settings
+
+    module.STATE = module.configure(load_settings(env))
+    return module

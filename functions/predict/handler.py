@@ -37,6 +37,7 @@ from cnai.audit import (  # noqa: E402
     caller_from_request_context,
     digest_inputs,
     now_iso,
+    safe_text,
     sink_from_uri,
 )
 from cnai.errors import CnaiError  # noqa: E402
@@ -324,7 +325,7 @@ def _audit(event: dict[str, Any], call: dict[str, Any], response: dict[str, Any]
     match = PREDICT_PATH.match(str(event.get("path", "")))
     context = event.get("requestContext") if isinstance(event.get("requestContext"), dict) else None
     caller, ip, agent = caller_from_request_context(context)
-    model = call.get("model") or (match.group("model")[:200] if match else None)
+    model = safe_text(call.get("model") or (match.group("model") if match else None), 200)
     version = package = backend = None
     if outcome is not None:
         version, package = outcome.response.version, outcome.response.package_version
@@ -338,9 +339,9 @@ def _audit(event: dict[str, Any], call: dict[str, Any], response: dict[str, Any]
         request_id=_request_id(),
         time=now_iso(),
         caller=caller,
-        source_ip=ip,
-        user_agent=agent,
-        path=str(event.get("path", ""))[:512],
+        source_ip=safe_text(ip, 64),
+        user_agent=safe_text(agent),
+        path=safe_text(str(event.get("path", ""))),
         model=model,
         model_version=version,
         package_version=package,
