@@ -39,6 +39,26 @@ class Settings(BaseModel):
     sagemaker_memory_mb: int = Field(2048, ge=1024, le=6144, multiple_of=1024, description="serverless memory")
     sagemaker_max_concurrency: int = Field(5, ge=1, le=200)
     sagemaker_image_uri: str | None = Field(None, description="inference image; None: the regional SKLearn image")
+    # Ingestion (infra/stacks/ingestion.py): stream, consumer event source mapping, data lake.
+    ingest_stream_mode: Literal["on_demand", "provisioned"] = "on_demand"
+    ingest_shards: int = Field(2, ge=1, le=500, description="shard count in provisioned mode")
+    ingest_retention_hours: int = Field(24, ge=24, le=8760)
+    ingest_batch_size: int = Field(500, ge=1, le=10_000)
+    ingest_batching_window_s: int = Field(5, ge=0, le=300)
+    ingest_max_retries: int = Field(5, ge=0, le=10_000, description="then the batch goes to the DLQ")
+    ingest_max_record_age_s: int = Field(6 * 3600, ge=60, le=604_800, description="older: straight to the DLQ")
+    ingest_parallelization: int = Field(2, ge=1, le=10, description="concurrent batches per shard")
+    ingest_memory_mb: int = Field(1024, ge=128, le=10240)
+    ingest_dedup_days: int = Field(7, ge=1, le=366, description="how long record ids are remembered")
+    ingest_iterator_age_alarm_s: int = Field(300, ge=60, description="alarm when the consumer falls behind")
+    lake_quarantine_days: int = Field(90, ge=1, description="quarantined payloads (may hold PII) expire")
+    lake_ia_days: int = Field(30, ge=30, description="curated objects move to Standard-IA")
+
+    @model_validator(mode="after")
+    def _ingest_limits(self) -> Settings:
+        if self.ingest_max_record_age_s > self.ingest_retention_hours * 3600:
+            raise ValueError("ingest_max_record_age_s exceeds the stream retention: records expire first")
+        return self
 
     @model_validator(mode="after")
     def _api_is_never_open(self) -> Settings:
