@@ -1,79 +1,41 @@
 """SageMaker Serverless Inference for the same model.tar.gz the predict Lambda serves (for models too big for it).
 
-Model data: the artifact tar as is. Inference code: a separate `sourcedir.tar.gz` asset (the container's
-`SAGEMAKER_SUBMIT_DIRECTORY`), built locally without Docker from functions/sagemaker_inference/ (the entry
-point `inference.py`: model_fn/input_fn/predict_fn/output_fn over cnai's Predictor), the `cnai` package and a
-requirements.txt the container installs at start (onnxruntime, tokenizers, numpy, pydantic). So a new model
-version never needs a new code bundle and the code never needs a new model tar.
+Model data: the artifact tar as is. `cnai.sagemaker.package_model` writes it with the artifact files at the
+root (what the Lambda's predictor loads and verifies) and `code/` beside them: `inference.py` (the
+model_fn/input_fn/predict_fn/output_fn hooks over cnai's Predictor), the cnai modules it needs and a
+requirements.txt (onnxruntime, tokenizers, numpy, pydantic) that the container installs at start. The
+SageMaker inference toolkit looks for exactly that `code/` folder in the model directory, so one tar serves
+both places and a new model version is one new object, nothing else.
 
-Image: no PyTorch. By default the SageMaker scikit-learn inference image of the region (a plain Python
-serving stack from AWS: sagemaker-inference-toolkit + the model_fn contract, no deep-learning framework),
-from REGION_IMAGES; `image_uri` overrides it (a slimmer custom image with the requirements baked in, which
-also allows network isolation). See docs/serving-infra.md for the trade-offs.
+Image: the AWS Deep Learning Container for PyTorch inference, CPU, Python 3.12 (DLC_TAG), by region from
+DLC_ACCOUNTS. It is chosen for its Python (cnai needs >= 3.11; the scikit-learn images run 3.9) and its
+SageMaker inference toolkit (the model_fn contract, requirements.txt install); PyTorch is present in the image
+but never imported: the hooks run onnxruntime only. `image_uri` overrides it, e.g. a slim custom image with the
+requirements baked in (faster cold start, and network isolation becomes possible). See docs/serving-infra.md.
 """
 
 from __future__ import annotations
 
-import tarfile
-from pathlib import Path
-from typing import Any
-
 import aws_cdk as cdk
-import jsii
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.constructs.nag import acknowledge
-from infra.constructs.python_function import COPY_IGNORE, ROOT, copy_sources
 
-SKLEARN_TAG = "1.2-1-cpu-py3"
-# Account of the SageMaker scikit-learn image per region (sagemaker-python-sdk image_uris/sklearn.json).
-REGION_IMAGES = {
-    "us-east-1": "683313688378",
-    "us-east-2": "257758044811",
-    "us-west-1": "746614075791",
-    "us-west-2": "246618743249",
-    "eu-west-1": "141502667606",
-    "eu-west-2": "764974769150",
-    "eu-central-1": "492215442770",
-}
-REQUIREMENTS = "onnxruntime>=1.20,<2\ntokenizers>=0.21,<1\nnumpy>=1.26\npydantic>=2.7,<3\n"
-CODE_FOLDER = "sagemaker_inference"
-
-
-def write_sourcedir(output_dir: Path, *, root: Path | None = None) -> Path:
-    """`sourcedir.tar.gz` with inference.py (+ the folder's modules), cnai/ and requirements.txt at its root."""
-    root = root or ROOT
-    staging = output_dir / "staging"
-    copy_sources(staging, CODE_FOLDER, root=root)
-    tar_path = output_dir / "sourcedir.tar.gz"
-    with tarfile.open(tar_path, "w:gz") as tar:
-        for path in sorted((staging / "functions" / CODE_FOLDER).iterdir()):
-            tar.add(path, arcname=path.name, filter=_no_caches)
-        tar.add(staging / "cnai", arcname="cnai", filter=_no_caches)
-        requirements = staging / "requirements.txt"
-        requirements.write_text(REQUIREMENTS, encoding="utf-8")
-        tar.add(requirements, arcname="requirements.txt")
-    for path in sorted(staging.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        path.unlink() if path.is_file() else path.rmdir()
-    staging.rmdir()
-    return tar_path
-
-
-def _no_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    name = Path(info.name).name
-    return None if COPY_IGNORE("", [name]) else info
-
-
-@jsii.implements(cdk.ILocalBundling)
-class _SourcedirBundler:
-    def try_bundle(self, output_dir: str, *_options: Any, **_kw_options: Any) -> bool:
-        write_sourcedir(Path(output_dir))
-        return True
+DLC_REPOSITORY = "pytorch-inference"
+DLC_TAG = "2.6.0-cpu-py312-ubuntu22.04-sagemaker"
+# The Deep Learning Containers registry account per region (the same one in these commercial regions; opt-in
+# regions use others: pass cnai:sagemaker_image_uri there).
+DLC_REGIONS = (
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "eu-west-1", "eu-west-2", "eu-west-3",
+    "eu-central-1", "eu-north-1", "ap-northeast-1", "ap-northeast-2", "ap-southeast-1", "ap-southeast-2",
+    "ap-south-1", "sa-east-1",
+)  # fmt: skip
+DLC_ACCOUNTS = dict.fromkeys(DLC_REGIONS, "763104351884")
+SAGEMAKER_PROGRAM = "inference.py"
 
 
 class SageMakerServerless(Construct):
@@ -99,30 +61,16 @@ class SageMakerServerless(Construct):
         if not 1 <= max_concurrency <= 200:
             raise ValueError(f"max_concurrency {max_concurrency}: SageMaker Serverless takes 1 to 200")
         stack = cdk.Stack.of(self)
-        self.code = s3_assets.Asset(
-            self,
-            "Code",
-            # Only the bundler reads functions/sagemaker_inference; the source path just anchors the asset.
-            path=str(ROOT / "functions"),
-            asset_hash_type=cdk.AssetHashType.OUTPUT,
-            bundling=cdk.BundlingOptions(
-                image=cdk.DockerImage.from_registry("cnai/local-bundling-only"),
-                local=_SourcedirBundler(),
-                output_type=cdk.BundlingOutput.ARCHIVED,
-            ),
-        )
         if image_uri is None:
-            mapping = cdk.CfnMapping(
-                self, "SklearnImageAccount", mapping={r: {"account": a} for r, a in REGION_IMAGES.items()}
-            )
+            mapping = cdk.CfnMapping(self, "ImageAccount", mapping={r: {"account": a} for r, a in DLC_ACCOUNTS.items()})
             account = mapping.find_in_map(stack.region, "account")
-            image_uri = f"{account}.dkr.ecr.{stack.region}.{stack.url_suffix}/sagemaker-scikit-learn:{SKLEARN_TAG}"
+            image_uri = f"{account}.dkr.ecr.{stack.region}.{stack.url_suffix}/{DLC_REPOSITORY}:{DLC_TAG}"
         self.image_uri = image_uri
         self.role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-            description="SageMaker Serverless: read the model tar and the code bundle, pull the image, write logs",
+            description="SageMaker Serverless: read the model tar, pull the image, write the endpoint's logs",
         )
         self.role.add_to_policy(
             iam.PolicyStatement(
@@ -130,7 +78,6 @@ class SageMakerServerless(Construct):
                 resources=[model_bucket.arn_for_objects(model_key)],
             )
         )
-        self.code.grant_read(self.role)
         if bucket_key is not None:
             bucket_key.grant_decrypt(self.role)
         self.role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
@@ -160,8 +107,8 @@ class SageMakerServerless(Construct):
                 image=image_uri,
                 model_data_url=f"s3://{model_bucket.bucket_name}/{model_key}",
                 environment={
-                    "SAGEMAKER_PROGRAM": "inference.py",
-                    "SAGEMAKER_SUBMIT_DIRECTORY": self.code.s3_object_url,
+                    "SAGEMAKER_PROGRAM": SAGEMAKER_PROGRAM,
+                    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
                     "SAGEMAKER_REGION": stack.region,
                     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
                     "CNAI_MODEL_NAME": model_name,
@@ -207,9 +154,9 @@ class SageMakerServerless(Construct):
         acknowledge(
             self.model,
             "AwsSolutions-SM3",
-            "Network isolation is off because the default AWS scikit-learn image installs the bundle's "
-            "requirements.txt (onnxruntime, tokenizers) at start; a custom image (cnai:sagemaker_image_uri) with "
-            "them baked in can switch isolation on.",
+            "Network isolation is off because the default AWS PyTorch inference image installs the tar's "
+            "code/requirements.txt (onnxruntime, tokenizers) at start; a custom image (cnai:sagemaker_image_uri) "
+            "with them baked in can switch isolation on.",
         )
         acknowledge(
             self.endpoint_config,
@@ -232,17 +179,5 @@ class SageMakerServerless(Construct):
             findings=[
                 f"Resource::arn:<AWS::Partition>:logs:{region}:{account}:log-group:/aws/sagemaker/Endpoints/"
                 f"{self.endpoint_name}:*"
-            ],
-        )
-        acknowledge(
-            self.role,
-            "AwsSolutions-IAM5",
-            "The CDK asset grant reads the code bundle object from the bootstrap assets bucket (s3:GetObject*/List* "
-            "on that bucket); the KMS grant is kms:Decrypt on the model bucket's CMK only.",
-            findings=[
-                "Action::s3:GetObject*",
-                "Action::s3:GetBucket*",
-                "Action::s3:List*",
-                f"Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-{account}-{region}/*",
             ],
         )

@@ -1,9 +1,8 @@
-"""Assets of the serving stack built without Docker: the SageMaker sourcedir tar and the runtime layer source;
+"""The runtime layer asset source (prebuilt by `make layers` or bundled at synth, never by Docker);
 and the whole CDK app (as `python app.py` builds it) synthesizing under cdk-nag with the serving stack."""
 
 from __future__ import annotations
 
-import tarfile
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -12,32 +11,6 @@ from aws_cdk import assertions
 from aws_cdk import aws_lambda as lambda_
 
 from infra.constructs.runtime_layer import layer_code
-from infra.constructs.sagemaker_serverless import REQUIREMENTS, write_sourcedir
-
-
-def test_sourcedir_holds_the_entry_point_the_cnai_package_and_requirements(tmp_path: Path) -> None:
-    # Given a repository with the SageMaker entry point, the core package and stray caches
-    root = tmp_path / "repo"
-    (root / "functions" / "sagemaker_inference" / "__pycache__").mkdir(parents=True)
-    (root / "functions" / "sagemaker_inference" / "inference.py").write_text("from cnai.sagemaker import model_fn\n")
-    (root / "functions" / "sagemaker_inference" / "__pycache__" / "inference.cpython-311.pyc").write_bytes(b"\0")
-    (root / "cnai").mkdir()
-    (root / "cnai" / "sagemaker.py").write_text("def model_fn(d): ...\n")
-    # When the sourcedir is written
-    out = tmp_path / "out"
-    out.mkdir()
-    tar_path = write_sourcedir(out, root=root)
-    # Then the tar has inference.py at its root (SAGEMAKER_PROGRAM), cnai/ beside it and the requirements
-    with tarfile.open(tar_path, "r:gz") as tar:
-        names = sorted(m.name for m in tar.getmembers() if m.isfile())
-        requirements = tar.extractfile("requirements.txt")
-        assert requirements is not None
-        assert requirements.read().decode() == REQUIREMENTS
-    assert names == ["cnai/sagemaker.py", "inference.py", "requirements.txt"]
-    assert "onnxruntime" in REQUIREMENTS
-    assert "torch" not in REQUIREMENTS
-    # And nothing but the tar is left in the output (CDK takes a single archive as the asset)
-    assert [p.name for p in out.iterdir()] == ["sourcedir.tar.gz"]
 
 
 def test_layer_uses_the_prebuilt_folder_when_make_layers_ran(tmp_path: Path) -> None:

@@ -261,20 +261,28 @@ def test_glue_table_has_a_column_for_every_audit_record_field_and_date_partition
 # ---- SageMaker Serverless
 
 
-def test_serverless_endpoint_serves_the_same_tar_with_the_shared_inference_code(
+def test_serverless_endpoint_serves_the_same_tar_with_its_code_folder(
     default: assertions.Template, variant: assertions.Template
 ) -> None:
     model = only(default, "AWS::SageMaker::Model")["PrimaryContainer"]
     assert model["ModelDataUrl"] == "s3://acme-models/models/banking77/model.tar.gz"
+    # The tar's code/ folder (cnai.sagemaker.package_model) is the inference code: no second bundle
     assert model["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
-    assert "SAGEMAKER_SUBMIT_DIRECTORY" in model["Environment"]
-    assert "sagemaker-scikit-learn" in json.dumps(model["Image"])
+    assert model["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    # A Python 3.12 image from the regional mapping (cnai needs >= 3.11)
+    assert "pytorch-inference:2.6.0-cpu-py312" in json.dumps(model["Image"])
     assert "Fn::FindInMap" in json.dumps(model["Image"])
     [variant_props] = only(default, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
     assert variant_props["ServerlessConfig"] == {"MaxConcurrency": 5, "MemorySizeInMB": 2048}
     assert only(default, "AWS::SageMaker::Endpoint")["EndpointName"] == "cnai-dev-banking77"
     [bigger] = only(variant, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
     assert bigger["ServerlessConfig"] == {"MaxConcurrency": 9, "MemorySizeInMB": 4096}
+
+
+def test_sagemaker_image_can_be_any_configured_uri() -> None:
+    uri = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/cnai-onnx-serving:1.0"
+    template = synth(Settings(sagemaker_image_uri=uri))
+    assert only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Image"] == uri
 
 
 def test_sagemaker_role_reads_the_model_object_not_the_bucket(default: assertions.Template) -> None:
