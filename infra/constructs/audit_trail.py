@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesisfirehose as firehose
@@ -200,6 +201,7 @@ class AuditTrail(Construct):
         )
         self.subscription.node.add_dependency(self.subscription_role)
         self._glue(database_name)
+        self._alarms(source)
         acknowledge(
             self.delivery_role,
             "AwsSolutions-IAM5",
@@ -214,6 +216,48 @@ class AuditTrail(Construct):
             "that key's ARN, not '*').",
             findings=["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
         )
+
+    def _alarms(self, source: logs.ILogGroup) -> None:
+        """A stuck or failing sink is loud, not silent: alarms on both hops (attach an SNS action per account)."""
+        five_minutes = cdk.Duration.minutes(5)
+        freshness = cloudwatch.Metric(
+            namespace="AWS/Firehose",
+            metric_name="DeliveryToS3.DataFreshness",
+            dimensions_map={"DeliveryStreamName": self.stream.ref},
+            statistic="Maximum",
+            period=five_minutes,
+        )
+        subscription_errors = cloudwatch.Metric(
+            namespace="AWS/Logs",
+            metric_name="DeliveryErrors",
+            dimensions_map={
+                "LogGroupName": source.log_group_name,
+                "DestinationType": "Firehose",
+                "FilterName": self.subscription.ref,
+            },
+            statistic="Sum",
+            period=five_minutes,
+        )
+        self.alarms = [
+            freshness.create_alarm(
+                self,
+                "DeliveryLag",
+                alarm_description="Audit records older than 15 minutes have not reached the audit bucket",
+                threshold=900,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            subscription_errors.create_alarm(
+                self,
+                "SubscriptionErrors",
+                alarm_description="CloudWatch Logs failed to hand audit lines to the Firehose stream",
+                threshold=0,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
 
     def _glue(self, database_name: str) -> None:
         """A Glue database + table over `audit/`, partitions projected from the date (no crawler, no MSCK)."""

@@ -245,6 +245,19 @@ def test_audit_bucket_is_object_locked_for_the_retention_period(
     assert strict["ObjectLockConfiguration"]["Rule"]["DefaultRetention"] == {"Days": 2555, "Mode": "COMPLIANCE"}
 
 
+def test_a_stuck_or_failing_audit_sink_raises_alarms(default: assertions.Template) -> None:
+    alarms = {
+        a["Properties"]["MetricName"]: a["Properties"]
+        for a in default.find_resources("AWS::CloudWatch::Alarm").values()
+    }
+    assert alarms["DeliveryToS3.DataFreshness"]["Threshold"] == 900
+    assert alarms["DeliveryToS3.DataFreshness"]["Namespace"] == "AWS/Firehose"
+    errors = alarms["DeliveryErrors"]
+    assert errors["Namespace"] == "AWS/Logs"
+    assert errors["Threshold"] == 0
+    assert {d["Name"] for d in errors["Dimensions"]} == {"LogGroupName", "DestinationType", "FilterName"}
+
+
 def test_glue_table_has_a_column_for_every_audit_record_field_and_date_partitions(
     default: assertions.Template,
 ) -> None:
