@@ -21,7 +21,12 @@ from typing import Any
 from cnai.artifact import CARD_FILE, PAYLOAD_FILES, Artifact, load_artifact
 from cnai.errors import ArtifactError
 
-DEFAULT_CACHE = Path(os.environ.get("CNAI_MODEL_CACHE", Path(tempfile.gettempdir()) / "cnai-models"))
+
+def default_cache() -> Path:
+    """CNAI_MODEL_CACHE, else /tmp/cnai-models (Lambda's only writable place), read at call time."""
+    return Path(os.environ.get("CNAI_MODEL_CACHE") or Path(tempfile.gettempdir()) / "cnai-models")
+
+
 ARTIFACT_FILES = frozenset((*PAYLOAD_FILES, CARD_FILE))
 
 
@@ -87,7 +92,7 @@ def fetch_artifact(
 
 
 def _from_cache_or(source: ModelSource, cache_dir: Path | None, fill: Any) -> Artifact:
-    root = (cache_dir or DEFAULT_CACHE).expanduser()
+    root = (cache_dir or default_cache()).expanduser()
     final = root / source.cache_key()
     if final.is_dir():
         try:
