@@ -125,7 +125,7 @@ def strip(target: Path) -> int:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     for path in sorted(target.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         relative = path.relative_to(target).as_posix()
-        if any(relative.startswith(keep) for keep in KEEP_DIRS) or not path.exists():
+        if relative in KEEP_DIRS or not path.exists():
             continue
         if path.is_dir() and path.name in STRIP_DIRS:
             removed += tree_bytes([path])

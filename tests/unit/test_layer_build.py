@@ -50,6 +50,7 @@ def test_strip_drops_tests_caches_sources_and_the_listed_paths_but_keeps_runtime
         "numpy/_core/tests/test_a.py": 100,
         "numpy/_core/include/numpy/ndarraytypes.h": 50,
         "numpy/testing/__init__.py": 5,
+        "numpy/testing/tests/test_utils.py": 9,
         "numpy/f2py/__init__.py": 40,
         "onnxruntime/capi/onnxruntime_pybind11_state.so": 300,
         "onnxruntime/capi/libonnxruntime.so.1.32.0": 200,
