@@ -8,6 +8,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from infra.config import Settings, settings_from_context
+from infra.stacks.ingestion import IngestionStack
 from infra.stacks.serving import ServingStack
 
 
@@ -19,6 +20,13 @@ def build(app: cdk.App, settings: Settings | None = None) -> dict[str, cdk.Stack
         region=os.environ.get("CDK_DEFAULT_REGION", "us-east-1"),
     )
     stacks: dict[str, cdk.Stack] = {}
+    stacks["ingestion"] = IngestionStack(
+        app,
+        f"{settings.prefix}-ingestion",
+        settings=settings,
+        env=env,
+        description="cnai ingestion: Kinesis stream, consumer Lambda, idempotency table, DLQ, data lake",
+    )
     # Serving imports the ingestion stack's API function by ARN (no cross-stack cycle): the REST API routes
     # POST /v1/ingest to it and the invoke permission lives in the serving stack.
     ingest_api = getattr(stacks.get("ingestion"), "api_function", None)

@@ -1,0 +1,293 @@
+"""The ingestion stack: Kinesis stream -> consumer Lambda -> curated / quarantine objects in the data lake.
+
+Resources: a KMS CMK (stream, idempotency table, DLQ, alarm topic, Lambda logs and environment), the data
+stream (on-demand by default, provisioned shards as an option), the consumer Lambda with its event source
+mapping (batch size and window, bisect on error, ReportBatchItemFailures, maximum retries and record age,
+parallelization factor, SQS on-failure destination), the DynamoDB idempotency table (TTL, PITR, CMK), the
+encrypted DLQ with a depth alarm, an iterator-age alarm, the data-lake bucket (SecureBucket: its own CMK,
+versioning, TLS only, no public access, lifecycle, access logs) and the POST /v1/ingest function, which the
+serving stack's API imports by ARN (`api_function`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.config import Settings
+from infra.constructs.nag import acknowledge
+from infra.constructs.python_function import PythonFunction, logs_key
+from infra.constructs.runtime_layer import RuntimeLayer
+from infra.constructs.secure_bucket import SecureBucket
+
+CURATED = "curated"
+QUARANTINE = "quarantine"
+DATASETS = "datasets"
+
+
+class IngestionStack(cdk.Stack):
+    """Attributes: `stream`, `lake` (bucket), `table`, `dlq`, `consumer`, `api_function`, `alarm_topic`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        layer_code: lambda_.Code | None = None,
+        function_code: lambda_.Code | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        s = settings
+        self.key = logs_key(self, "Key", description="cnai ingestion: stream, idempotency table, DLQ, alarms, logs")
+
+        # The data lake: curated records (kept, cheaper after a month), quarantine (may hold PII: expires).
+        lake = SecureBucket(
+            self,
+            "Lake",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="curated-to-infrequent-access",
+                    prefix=f"{CURATED}/",
+                    transitions=[
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                            transition_after=cdk.Duration.days(s.lake_ia_days),
+                        )
+                    ],
+                ),
+                s3.LifecycleRule(
+                    id="quarantine-expires",
+                    prefix=f"{QUARANTINE}/",
+                    expiration=cdk.Duration.days(s.lake_quarantine_days),
+                ),
+            ],
+        )
+        self.lake, self.lake_key = lake.bucket, lake.key
+
+        provisioned = s.ingest_stream_mode == "provisioned"
+        self.stream = kinesis.Stream(
+            self,
+            "Stream",
+            stream_mode=kinesis.StreamMode.PROVISIONED if provisioned else kinesis.StreamMode.ON_DEMAND,
+            shard_count=s.ingest_shards if provisioned else None,
+            encryption=kinesis.StreamEncryption.KMS,
+            encryption_key=self.key,
+            retention_period=cdk.Duration.hours(s.ingest_retention_hours),
+        )
+        acknowledge(
+            self.stream,
+            "AwsSolutions-KDS3",
+            "Encrypted with this stack's customer-managed key (rotating, auditable key policy), stricter than the "
+            "AWS-managed aws/kinesis key the rule looks for.",
+        )
+
+        # powertools Idempotency layout: partition key `id`, TTL attribute `expiration`.
+        self.table = dynamodb.Table(
+            self,
+            "Idempotency",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute="expiration",
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.key,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+
+        self.dlq = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        acknowledge(
+            self.dlq,
+            "AwsSolutions-SQS3",
+            "This queue is the on-failure destination of the ingest event source mapping: it is the DLQ itself.",
+        )
+
+        self.alarm_topic = sns.Topic(self, "Alarms", master_key=self.key, enforce_ssl=True)
+        self.key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
+
+        layer = RuntimeLayer(self, "Runtime", code=layer_code)
+        common_env = {"POWERTOOLS_METRICS_NAMESPACE": s.project, "POWERTOOLS_LOG_LEVEL": "INFO"}
+
+        self.consumer = PythonFunction(
+            self,
+            "Consumer",
+            function="ingest",
+            description="cnai ingest: Kinesis batch -> validate, normalize, redact, dedup -> S3 data lake",
+            environment={
+                **common_env,
+                "POWERTOOLS_SERVICE_NAME": "ingest",
+                "CNAI_LAKE_BUCKET": self.lake.bucket_name,
+                "CNAI_IDEMPOTENCY_TABLE": self.table.table_name,
+                "CNAI_CURATED_PREFIX": CURATED,
+                "CNAI_QUARANTINE_PREFIX": QUARANTINE,
+                "CNAI_DEDUP_SECONDS": str(s.ingest_dedup_days * 24 * 3600),
+            },
+            layers=[layer.layer],
+            memory_size=s.ingest_memory_mb,
+            timeout=cdk.Duration.minutes(2),
+            key=self.key,
+            code=function_code,
+        )
+        consumer_role = self.consumer.role
+        # Writes only under its two prefixes; never reads or deletes lake objects.
+        consumer_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"],
+                resources=[self.lake.arn_for_objects(f"{CURATED}/*"), self.lake.arn_for_objects(f"{QUARANTINE}/*")],
+            )
+        )
+        consumer_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Encrypt"], resources=[self.lake_key.key_arn])
+        )
+        consumer_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+                resources=[self.table.table_arn],
+            )
+        )
+        # Table items and DLQ messages are encrypted with the stack key (named actions, no wildcards).
+        consumer_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                resources=[self.key.key_arn],
+            )
+        )
+
+        self.mapping = sources.KinesisEventSource(
+            self.stream,
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            batch_size=s.ingest_batch_size,
+            max_batching_window=cdk.Duration.seconds(s.ingest_batching_window_s),
+            bisect_batch_on_error=True,
+            report_batch_item_failures=True,
+            retry_attempts=s.ingest_max_retries,
+            max_record_age=cdk.Duration.seconds(s.ingest_max_record_age_s),
+            parallelization_factor=s.ingest_parallelization,
+            on_failure=sources.SqsDlq(self.dlq),
+        )
+        self.consumer.function.add_event_source(self.mapping)
+
+        self.api = PythonFunction(
+            self,
+            "Api",
+            function="ingest_api",
+            description="cnai POST /v1/ingest: validate records with the record contract, PutRecords",
+            environment={**common_env, "POWERTOOLS_SERVICE_NAME": "ingest-api", "CNAI_STREAM": self.stream.stream_name},
+            layers=[layer.layer],
+            memory_size=512,
+            timeout=cdk.Duration.seconds(29),  # API Gateway's integration limit
+            key=self.key,
+            code=function_code,
+        )
+        self.api.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kinesis:PutRecords", "kinesis:PutRecord", "kinesis:DescribeStreamSummary"],
+                resources=[self.stream.stream_arn],
+            )
+        )
+        self.api.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Encrypt"], resources=[self.key.key_arn])
+        )
+        self.api_function: lambda_.IFunction = self.api.function
+
+        self._alarms(s)
+        self._acknowledge()
+        for output_id, value in {
+            "StreamName": self.stream.stream_name,
+            "StreamArn": self.stream.stream_arn,
+            "LakeBucket": self.lake.bucket_name,
+            "IdempotencyTable": self.table.table_name,
+            "DeadLetterQueueUrl": self.dlq.queue_url,
+            "ConsumerFunction": self.consumer.function.function_name,
+            "IngestApiFunctionArn": self.api_function.function_arn,
+        }.items():
+            cdk.CfnOutput(self, output_id, value=value)
+
+    def _alarms(self, s: Settings) -> None:
+        action = actions.SnsAction(self.alarm_topic)
+        alarms = [
+            cloudwatch.Alarm(
+                self,
+                "IteratorAgeAlarm",
+                alarm_description="The ingest consumer is falling behind the stream (records wait too long).",
+                metric=self.consumer.function.metric(
+                    "IteratorAge", statistic="Maximum", period=cdk.Duration.minutes(1)
+                ),
+                threshold=s.ingest_iterator_age_alarm_s * 1000,
+                evaluation_periods=5,
+                datapoints_to_alarm=3,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self,
+                "DeadLetterAlarm",
+                alarm_description="Ingest batches were dead-lettered: records were not curated. Inspect the DLQ.",
+                metric=self.dlq.metric_approximate_number_of_messages_visible(
+                    statistic="Maximum", period=cdk.Duration.minutes(1)
+                ),
+                threshold=0,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self,
+                "ConsumerErrorsAlarm",
+                alarm_description="The ingest consumer raised errors (whole batches retried).",
+                metric=self.consumer.function.metric_errors(statistic="Sum", period=cdk.Duration.minutes(5)),
+                threshold=0,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
+        for alarm in alarms:
+            alarm.add_alarm_action(action)
+
+    def _acknowledge(self) -> None:
+        acknowledge(
+            self.consumer.role,
+            "AwsSolutions-IAM5",
+            "PutObject is limited to the curated/ and quarantine/ prefixes of the data-lake bucket; object "
+            "names are generated per batch, so a prefix wildcard is the narrowest possible grant.",
+            findings=[
+                f"Resource::<{self.get_logical_id(self._lake_cfn())}.Arn>/{CURATED}/*",
+                f"Resource::<{self.get_logical_id(self._lake_cfn())}.Arn>/{QUARANTINE}/*",
+            ],
+        )
+
+        acknowledge(
+            self.consumer.role,
+            "AwsSolutions-IAM5",
+            "kms:GenerateDataKey* and kms:ReEncrypt* come from CDK's SqsDlq grant (queue.grantSendMessages) so "
+            "Lambda can put on-failure records on the encrypted DLQ; the resource is the one stack key.",
+            findings=["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
+        )
+
+    def _lake_cfn(self) -> cdk.CfnElement:
+        child = self.lake.node.default_child
+        assert isinstance(child, cdk.CfnElement)
+        return child
