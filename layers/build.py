@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         budget_mb=args.budget_mb,
     )
     print(
-        f"layer {report['layer']} ({(args.platform or PLATFORMS)[0]}, cp{args.python_version}): "
+        f"layer {report['layer']} ({(args.platform or PLATFORMS)[0]}, cp{args.python_version.replace('.', '')}): "
         f"{report['layer_unzipped_mb']} MB + function {report['function_unzipped_mb']} MB "
         f"= {report['package_unzipped_mb']} MB unzipped (budget {report['budget_mb']} MB; "
         f"stripped {report['stripped_mb']} MB)"
