@@ -40,5 +40,23 @@ def test_the_app_synthesizes_under_cdk_nag_with_the_serving_stack() -> None:
     # Then the serving stack is there with its outputs
     serving = stacks["serving"]
     assert assembly.get_stack_by_name(serving.stack_name)
-    outputs = assertions.Template.from_stack(serving).find_outputs("*")
-    assert {"ApiUrl", "PredictFunctionName", "EndpointName"} <= set(outputs)
+    template = assertions.Template.from_stack(serving)
+    assert {"ApiUrl", "PredictFunctionName", "EndpointName"} <= set(template.find_outputs("*"))
+    # And POST /v1/ingest reaches the ingestion stack's API function, the permission living in serving
+    if "ingestion" in stacks:
+        paths = [r["Properties"]["PathPart"] for r in template.find_resources("AWS::ApiGateway::Resource").values()]
+        assert "ingest" in paths
+        assert (
+            len(
+                template.find_resources(
+                    "AWS::Lambda::Permission",
+                    {
+                        "Properties": {
+                            "Principal": "apigateway.amazonaws.com",
+                            "FunctionName": {"Fn::ImportValue": assertions.Match.any_value()},
+                        }
+                    },
+                )
+            )
+            >= 1
+        )
