@@ -87,6 +87,12 @@ class ServingStack(cdk.Stack):
         }
         if s.serving_model_version_id:
             environment["CNAI_MODEL_VERSION_ID"] = s.serving_model_version_id
+        else:
+            cdk.Annotations.of(self).add_warning_v2(
+                "cnai:unpinned-model",
+                f"{model_uri} is not pinned: set -c cnai:serving_model_version_id=<S3 VersionId> so a deployment "
+                "serves exactly the artifact it was tested with",
+            )
         if routes:
             environment["CNAI_SAGEMAKER_ENDPOINTS"] = json.dumps(routes)
         self.predict = PythonFunction(

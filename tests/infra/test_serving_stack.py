@@ -21,12 +21,23 @@ ENV = cdk.Environment(account="111111111111", region="eu-west-1")
 INGEST_ARN = "arn:aws:lambda:eu-west-1:111111111111:function:cnai-dev-ingest-api"
 
 
+STACKS: dict[int, ServingStack] = {}
+
+
 def synth(settings: Settings, ingest_function_arn: str | None = None) -> assertions.Template:
     app = cdk.App(context=CONTEXT)
     stack = ServingStack(app, "Serving", settings=settings, ingest_function_arn=ingest_function_arn, env=ENV)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()
-    return assertions.Template.from_stack(stack)
+    template = assertions.Template.from_stack(stack)
+    STACKS[id(template)] = stack
+    return template
+
+
+def warnings(template: assertions.Template) -> list[str]:
+    stack = STACKS[id(template)]
+    found = assertions.Annotations.from_stack(stack).find_warning("*", assertions.Match.any_value())
+    return [str(w.entry.data) for w in found]
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +156,13 @@ def test_predict_function_environment_is_the_handlers_contract(default: assertio
     assert loaded.model_name == "banking77"
     assert loaded.audit_store_text is False
     assert loaded.max_inputs == 64
+
+
+def test_an_unpinned_model_artifact_is_a_synth_warning(
+    default: assertions.Template, variant: assertions.Template
+) -> None:
+    assert not [w for w in warnings(default) if "not pinned" in w]
+    assert [w for w in warnings(variant) if "not pinned" in w and "serving_model_version_id" in w]
 
 
 def test_predict_function_is_arm64_py312_with_the_layer_and_reserved_concurrency(default: assertions.Template) -> None:
