@@ -98,12 +98,14 @@ def _redact_metadata(value: Any, counts: dict[str, int]) -> Any:
 def curate(data: str, arrival: datetime) -> Curated | Quarantined:
     """One base64 Kinesis payload -> Curated or Quarantined. Never raises for bad input."""
     try:
-        record = parse_record(decode_payload(data)).stamped(arrival)
+        record = parse_record(decode_payload(data))
     except RecordError as exc:
         return Quarantined(payload=data, reason=exc.reason)
     result = redact(record.text)
     counts = dict(result.counts)
     update: dict[str, Any] = {"text": result.text}
+    if record.timestamp is None:  # defaulted at arrival; one copy of the frozen model for both changes
+        update["timestamp"] = arrival.astimezone(UTC)
     if record.metadata:
         update["metadata"] = _redact_metadata(record.metadata, counts)
     return Curated(record=record.model_copy(update=update), redactions=counts)

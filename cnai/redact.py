@@ -98,6 +98,9 @@ _DETECTORS: tuple[tuple[str, re.Pattern[str], Callable[[str], bool] | None], ...
     ("ip", _IPV6, _ipv6),
     ("phone", _PHONE, _phone),
 )
+# The fewest ASCII digits a match of each type holds (IPv6 "fe80::1" style addresses may hold none).
+_MIN_DIGITS = {"email": 0, "iban": 2, "card": 13, "ssn": 9, "ip": 0, "phone": 7}
+_NO_DIGITS = str.maketrans("", "", "0123456789")
 _MAX_PASSES = 64  # never reached: each replacement strictly removes trigger characters
 
 
@@ -128,10 +131,18 @@ def _one_pass(text: str, counts: Counter[str]) -> tuple[str, int]:
         replaced += 1
         return PLACEHOLDERS[kind]
 
+    digits = len(text) - len(text.translate(_NO_DIGITS))
     for kind, pattern, valid in _DETECTORS:  # noqa: B007 - read by `sub`
-        if kind == "email" and "@" not in text:
+        # Cheap necessary conditions (C-speed counts) skip detectors that cannot match this text.
+        if (
+            digits < _MIN_DIGITS[kind]
+            or (kind == "email" and "@" not in text)
+            or (kind == "ip" and not ("." in text or ":" in text))
+        ):
             continue
         text = pattern.sub(sub, text)
+        if replaced:
+            digits = len(text) - len(text.translate(_NO_DIGITS))
     return text, replaced
 
 
