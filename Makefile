@@ -9,7 +9,7 @@ DATA ?= ../shared/datasets/banking77
 LOCAL := .local
 PYTEST_ARGS ?=
 
-.PHONY: lock help setup run test test-unit test-infra test-integration lint format typecheck layers synth bench-distill clean
+.PHONY: lock help setup run test test-unit test-infra test-integration lint format typecheck layers synth bench-distill bench-ingest clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ synth: setup ## synthesize the CDK app (no AWS account needed)
 
 bench-distill: setup ## full BANKING77 factory run: teacher vs student table + reports/bench-distill.json
 	$(PY) -m models.bench_distill --data $(DATA) --out reports
+
+bench-ingest: setup ## ingest consumer throughput on one core (10% malformed, 20% PII) + reports/bench-ingest.json
+	$(PY) -m bench.ingest --records 50000 --out reports
 
 clean: ## remove build outputs (keeps .venv)
 	rm -rf $(LOCAL) reports cdk.out .pytest_cache .mypy_cache .ruff_cache
