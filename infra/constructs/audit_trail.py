@@ -8,9 +8,10 @@ versioning, TLS-only, access logs) with Object Lock default retention: a record 
 before `retention_days`, not even by the account root in COMPLIANCE mode. Lines also carry a per-container
 hash chain (cnai/audit.py), so a gap or an edit inside a chain is visible.
 
-Query by caller and time: a Glue table over the prefix with partition projection, for Athena (see
-docs/serving-infra.md for the queries). Why Athena and not Logs Insights: the log group's retention is short
-and mutable; the Object-Locked S3 copy is the record of truth, so the queries run on it.
+Query by caller and time: a Glue table over the prefix with partition projection, and an Athena workgroup that
+enforces KMS-encrypted results (see docs/serving-infra.md for the queries). Why Athena and not Logs Insights:
+the log group's retention is short and mutable; the Object-Locked S3 copy is the record of truth, so the queries
+run on it.
 
 Failure of the sink: Firehose retries delivery for 24 h and writes what it could not deliver under
 `errors/` in the same locked bucket; its own delivery errors go to a log group. Upstream, the handler fails
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import aws_cdk as cdk
+from aws_cdk import aws_athena as athena
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
@@ -63,7 +65,7 @@ COLUMNS: Sequence[tuple[str, str]] = (
 
 
 class AuditTrail(Construct):
-    """`bucket` (Object Lock), `stream` (Firehose), `subscription`, Glue `database`/`table` for Athena."""
+    """`bucket` (Object Lock), `stream` (Firehose), `subscription`, Glue `database`/`table`, Athena `workgroup`."""
 
     def __init__(
         self,
@@ -201,6 +203,7 @@ class AuditTrail(Construct):
         )
         self.subscription.node.add_dependency(self.subscription_role)
         self._glue(database_name)
+        self._workgroup(key, removal_policy)
         self._alarms(source)
         acknowledge(
             self.delivery_role,
@@ -215,6 +218,35 @@ class AuditTrail(Construct):
             "kms:GenerateDataKey*/ReEncrypt* are the grant's action families on the single audit CMK (resource is "
             "that key's ARN, not '*').",
             findings=["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
+        )
+
+    def _workgroup(self, key: kms.IKey, removal_policy: cdk.RemovalPolicy) -> None:
+        """An Athena workgroup whose settings callers cannot override: results (caller ARNs, IPs) SSE-KMS."""
+        self.results = SecureBucket(
+            self,
+            "QueryResults",
+            key=key,
+            access_logs=self.store.access_logs,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-results", expiration=cdk.Duration.days(30))],
+            removal_policy=removal_policy,
+        )
+        stack = cdk.Stack.of(self)
+        self.workgroup = athena.CfnWorkGroup(
+            self,
+            "WorkGroup",
+            name=f"{stack.stack_name}-audit",
+            description="queries over the cnai audit trail (results encrypted with the serving CMK)",
+            recursive_delete_option=removal_policy == cdk.RemovalPolicy.DESTROY,
+            work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
+                enforce_work_group_configuration=True,
+                publish_cloud_watch_metrics_enabled=True,
+                result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
+                    output_location=f"s3://{self.results.bucket.bucket_name}/results/",
+                    encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
+                        encryption_option="SSE_KMS", kms_key=key.key_arn
+                    ),
+                ),
+            ),
         )
 
     def _alarms(self, source: logs.ILogGroup) -> None:

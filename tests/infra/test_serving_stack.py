@@ -289,6 +289,15 @@ def test_glue_table_has_a_column_for_every_audit_record_field_and_date_partition
     assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
 
 
+def test_athena_workgroup_enforces_kms_encrypted_results(default: assertions.Template) -> None:
+    workgroup = only(default, "AWS::Athena::WorkGroup")["WorkGroupConfiguration"]
+    assert workgroup["EnforceWorkGroupConfiguration"] is True
+    result = workgroup["ResultConfiguration"]
+    assert result["EncryptionConfiguration"]["EncryptionOption"] == "SSE_KMS"
+    assert "KmsKey" in result["EncryptionConfiguration"]
+    assert "results/" in json.dumps(result["OutputLocation"])
+
+
 # ---- SageMaker Serverless
 
 
