@@ -5,6 +5,7 @@ Invariant: records in = curated + quarantined + dead-lettered, with and without 
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -109,3 +110,33 @@ def test_s3_outage_dead_letters_only_what_was_never_written(lake: Lake, tmp_path
     messages = lake.sqs.receive_message(QueueUrl=lake.dlq_url, MaxNumberOfMessages=10)["Messages"]
     infos = [json.loads(m["Body"])["KinesisBatchInfo"] for m in messages]
     assert infos and all(i["streamArn"].endswith(STREAM) and i["batchSize"] >= 1 for i in infos)
+
+
+def test_parquet_file_and_bisect_isolate_a_poison_batch(lake: Lake, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # Given a Parquet file (BANKING77-style columns) sent with `cnai ingest`
+    texts = [f"how do I top up {i}" for i in range(12)]
+    pq.write_table(pa.table({"text": texts, "category": ["top_up"] * 12}), tmp_path / "b77.parquet")
+    summary = ingest(tmp_path / "b77.parquet", "--label-column", "category")
+    assert summary["sent"] == 12 and summary["rejected"] == 0
+    # And a consumer that crashes (function error, not a partial response) on batches holding one record
+    handler = lake.module.handler
+
+    def crashing(event: dict, context: object) -> dict:
+        texts = [json.loads(base64.b64decode(r["kinesis"]["data"]))["text"] for r in event["Records"]]
+        if any(t.endswith(" 7") for t in texts):
+            raise RuntimeError("poison")
+        return handler(event, context)
+
+    # When the mapping delivers with bisect on error and 1 retry
+    mapping = LocalEventSourceMapping(
+        lake.kinesis, STREAM, crashing, batch_size=12, max_retries=1, sqs=lake.sqs, dlq_url=lake.dlq_url
+    )
+    report = mapping.drain()
+    # Then bisecting narrows the crash to the one record, which is dead-lettered; the rest are curated
+    curated = lake.lines("curated/")
+    assert report.dead_lettered == 1 and len(curated) == 11
+    assert all(c["label"] == "top_up" and c["source"] == "b77" for c in curated)
+    assert len(curated) + report.dead_lettered == 12
