@@ -25,8 +25,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from cnai.errors import DataError
 from cnai.ingest import jsonl_gz, read_jsonl_gz
+from cnai.records import describe
 
 SPLIT_SALT = "cnai-split-v1"
 TOP_TOKENS = 200
@@ -264,3 +267,41 @@ def build_snapshot(
         body = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
         store.put(f"{prefix}/manifest.json", body, "application/json")
     return Snapshot(version=version, prefix=prefix, manifest=manifest, created=created)
+
+
+class SnapshotRequest(BaseModel):
+    """What the training workflow's PrepareDataset step sends (Step Functions input)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: date
+    end: date
+    name: str = Field("default", pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    tenant: str | None = None
+
+
+def prepare_dataset(request: dict[str, Any], store: Store, lake_uri: str) -> dict[str, Any]:
+    """The training workflow's entry: validate the request, build (or reuse) the snapshot, and answer the
+    URIs of the training job's channels plus the manifest hash the model card records as lineage.
+
+    Raises DataError naming the field when the request is invalid or the range holds no labelled data.
+    """
+    try:
+        req = SnapshotRequest.model_validate(request)
+    except ValidationError as exc:
+        raise DataError("request", describe(exc)) from None
+    snap = build_snapshot(
+        store, start=req.start, end=req.end, name=req.name, test_fraction=req.test_fraction, tenant=req.tenant
+    )
+    base = f"{lake_uri.rstrip('/')}/{snap.prefix}"
+    return {
+        "dataset": req.name,
+        "version": snap.version,
+        "manifest_sha256": snap.manifest["manifest_sha256"],
+        "manifest_uri": f"{base}/manifest.json",
+        "train_uri": f"{base}/train.jsonl.gz",
+        "test_uri": f"{base}/test.jsonl.gz",
+        "rows": {split: f["rows"] for split, f in snap.manifest["files"].items()},
+        "created": snap.created,
+    }

@@ -71,3 +71,14 @@ def test_empty_range_and_bad_arguments_name_the_problem(tmp_path: Path) -> None:
         build_snapshot(store, start=date(2026, 2, 2), end=date(2026, 2, 1))
     with pytest.raises(DataError, match="test_fraction"):
         build_snapshot(store, start=date(2026, 2, 1), end=date(2026, 2, 2), test_fraction=1.5)
+
+
+def test_prepare_dataset_answers_the_training_channels_and_names_bad_fields(tmp_path: Path) -> None:
+    from cnai.snapshot import prepare_dataset
+
+    store = lake(tmp_path)
+    out = prepare_dataset({"start": "2026-02-01", "end": "2026-02-02", "name": "b77"}, store, "s3://lake/")
+    assert out["train_uri"] == f"s3://lake/datasets/b77/{out['version']}/train.jsonl.gz"
+    assert out["rows"]["train"] + out["rows"]["test"] == 50 and out["created"]
+    with pytest.raises(DataError, match=r"request: start: Input should be a valid date.*test_fraction"):
+        prepare_dataset({"start": "soon", "end": "2026-02-02", "test_fraction": 2}, store, "s3://lake")
