@@ -223,6 +223,11 @@ def build_snapshot(
     if not chosen:
         raise DataError(f"{curated_prefix}/dt={start}..{end}", "no labelled curated records in this range")
     ordered = [chosen[k] for k in sorted(chosen)]
+    # Same text, different labels (a relabelled record gets a new id): worth knowing before training.
+    labels_by_text: dict[str, set[str]] = {}
+    for row in ordered:
+        labels_by_text.setdefault(row["text"].casefold(), set()).add(row["label"])
+    conflicts = sum(len(labels) > 1 for labels in labels_by_text.values())
     splits: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
     for row in ordered:
         splits["test" if is_test(row["id"], test_fraction) else "train"].append(row)
@@ -252,6 +257,7 @@ def build_snapshot(
             "duplicate_ids_skipped": duplicates,
             "out_of_range_skipped": out_of_range,
             "other_tenant_skipped": other_tenant,
+            "texts_with_conflicting_labels": conflicts,
         },
         "profile": profile(ordered),
     }

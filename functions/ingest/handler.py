@@ -31,7 +31,13 @@ writer = LakeWriter(
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    processor = CuratingProcessor(ledger, writer, remaining_ms=context.get_remaining_time_in_millis, on_report=emit)
+    processor = CuratingProcessor(
+        ledger,
+        writer,
+        remaining_ms=context.get_remaining_time_in_millis,
+        on_report=emit,
+        concurrency=settings.claim_concurrency,
+    )
     return dict(
         process_partial_response(
             event=event, record_handler=processor.record_handler, processor=processor, context=context

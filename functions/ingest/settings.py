@@ -25,6 +25,8 @@ class IngestSettings(BaseModel):
     # How long a record id is remembered: redeliveries and producer retries happen within hours, but a
     # replay of the stream (24 h to 365 days retention) must not re-curate: default 7 days.
     dedup_seconds: int = Field(7 * 24 * 3600, alias="CNAI_DEDUP_SECONDS", ge=60, le=366 * 24 * 3600)
+    # Idempotency calls in flight per batch: each is a DynamoDB round trip of a few milliseconds.
+    claim_concurrency: int = Field(16, alias="CNAI_CLAIM_CONCURRENCY", ge=1, le=64)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestSettings:

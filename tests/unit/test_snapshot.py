@@ -44,7 +44,8 @@ def test_counts_split_files_and_profile(tmp_path: Path) -> None:
     m = snap.manifest
     # r1 appears twice (kept once), r99 has no label; 2026-02-09 is out of the listed partitions
     assert m["counts"] == {"records_read": 52, "kept": 50, "unlabeled_skipped": 1, "duplicate_ids_skipped": 1,
-                           "out_of_range_skipped": 0, "other_tenant_skipped": 0}  # fmt: skip
+                           "out_of_range_skipped": 0, "other_tenant_skipped": 0,
+                           "texts_with_conflicting_labels": 0}  # fmt: skip
     train = read_jsonl_gz((tmp_path / snap.prefix / "train.jsonl.gz").read_bytes())
     test = read_jsonl_gz((tmp_path / snap.prefix / "test.jsonl.gz").read_bytes())
     assert len(train) + len(test) == 50 and m["files"]["test"]["rows"] == len(test) > 0
@@ -82,3 +83,11 @@ def test_prepare_dataset_answers_the_training_channels_and_names_bad_fields(tmp_
     assert out["rows"]["train"] + out["rows"]["test"] == 50 and out["created"]
     with pytest.raises(DataError, match=r"request: start: Input should be a valid date.*test_fraction"):
         prepare_dataset({"start": "soon", "end": "2026-02-02", "test_fraction": 2}, store, "s3://lake")
+
+
+def test_texts_with_conflicting_labels_are_counted(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    rows = [row(1, "2026-02-01", "a", "Same text"), row(2, "2026-02-01", "b", "same TEXT"), row(3, "2026-02-01")]
+    store.put("curated/dt=2026-02-01/x.jsonl.gz", jsonl_gz(rows), "")
+    snap = build_snapshot(store, start=date(2026, 2, 1), end=date(2026, 2, 1))
+    assert snap.manifest["counts"]["texts_with_conflicting_labels"] == 1
