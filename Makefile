@@ -9,7 +9,7 @@ DATA ?= ../shared/datasets/banking77
 LOCAL := .local
 PYTEST_ARGS ?=
 
-.PHONY: lock help setup run test test-unit test-infra test-integration lint format typecheck layers synth bench-distill bench-ingest clean
+.PHONY: lock help setup run test test-unit test-infra test-integration lint format typecheck layers synth bench-distill bench-ingest bench-serve clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,10 @@ synth: setup ## synthesize the CDK app (no AWS account needed)
 
 bench-distill: setup ## full BANKING77 factory run: teacher vs student table + reports/bench-distill.json
 	$(PY) -m models.bench_distill --data $(DATA) --out reports
+
+bench-serve: setup ## serving figures (handler latency, cold init, size, cnai serve vs a transformers peer) + reports/bench-serve.json
+	test -d build/layers/runtime/python || $(MAKE) layers
+	$(PY) bench/serve.py --data $(DATA) --out reports
 
 bench-ingest: setup ## ingest consumer throughput on one core (10% malformed, 20% PII) + reports/bench-ingest.json
 	$(PY) -m bench.ingest --records 50000 --out reports

@@ -322,3 +322,16 @@ def test_failing_sagemaker_endpoint_is_a_502(tiny_artifact: Path, tmp_path: Path
     response = api.handler(event, LocalContext())
     assert response["statusCode"] == 502 and "internal" not in response["body"]
     assert [r.status for r in read_records(tmp_path / "audit.jsonl")] == [502]
+
+
+def test_fallback_load_generator_against_cnai_serve(server: tuple[str, Path], tiny_artifact: Path) -> None:
+    """bench/loadgen.py (used where wrk is not installed) drives the server over loopback, bounded in count."""
+    from bench.loadgen import run
+
+    url, _ = server
+    name = json.loads((tiny_artifact / "model_card.json").read_text())["name"]
+    bodies = [json.dumps({"inputs": t}) for t in ("I lost my card", "refund please", "top up")]
+    figures = run(url, f"/v1/models/{name}/predict", bodies, connections=2, seconds=5, max_requests=40)
+    assert figures["errors"] == 0
+    assert 40 <= figures["requests"] <= 41  # bounded by the count (a worker may be mid-request at the limit)
+    assert figures["p99_ms"] >= figures["p50_ms"] > 0

