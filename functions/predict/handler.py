@@ -83,7 +83,8 @@ def configure(settings: PredictSettings) -> State:
     """Load the served models and open the audit sink. Raises CnaiError (artifact, sink) on a bad setup."""
     started = time.perf_counter()
     backends: dict[str, Backend] = {}
-    if settings.model_uri:
+    routed = settings.model_name in settings.sagemaker_endpoints
+    if settings.model_uri and not routed:  # a model routed to SageMaker is not loaded here (it may not fit)
         predictor = Predictor.from_uri(
             settings.model_uri, settings.model_version_id, threads=settings.threads, cache_size=settings.cache_size
         )

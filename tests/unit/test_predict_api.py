@@ -325,3 +325,18 @@ def test_line_separators_in_a_model_name_keep_one_record_per_line(api: Any) -> N
     status, _, audit = call(api, {"inputs": "x"}, path="/v1/models/a\u2028b\x85c/predict")
     assert status == 404 and audit_count(api) == before + 1
     assert audit[0].model == "a\u2028b\x85c"
+
+
+def test_a_model_routed_to_sagemaker_is_not_loaded_in_the_function(api: Any, tmp_path: Path) -> None:
+    from functions.predict.settings import load_settings
+
+    settings = load_settings(
+        {
+            "CNAI_MODEL_NAME": "toy",
+            "CNAI_MODEL_URI": str(tmp_path / "does-not-exist"),  # would fail if it were loaded
+            "CNAI_SAGEMAKER_ENDPOINTS": '{"toy": "cnai-toy-serverless"}',
+            "CNAI_AUDIT_SINK": f"file:{tmp_path / 'a.jsonl'}",
+        }
+    )
+    state = api.configure(settings)
+    assert state.service.backends["toy"].kind == "sagemaker"
