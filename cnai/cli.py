@@ -102,6 +102,34 @@ def serve(
         _fail(exc)
 
 
+@app.command()
+def audit(
+    source: Annotated[str, typer.Argument(help="file:PATH, a path, or s3://bucket/prefix (S3 sink, Firehose output)")],
+    caller: Annotated[str | None, typer.Option(help="only this caller (IAM principal ARN, API key id, ...)")] = None,
+    since: Annotated[str | None, typer.Option(help="from this ISO 8601 time, inclusive")] = None,
+    until: Annotated[str | None, typer.Option(help="to this ISO 8601 time, exclusive")] = None,
+    verify: Annotated[
+        bool, typer.Option(help="check the hash chains; exit 1 if a record was changed or removed")
+    ] = False,
+) -> None:
+    """Query audit records by caller and time (JSON lines out); optionally verify their hash chains."""
+    from cnai.audit import read_records, verify_chain
+
+    try:
+        records = list(read_records(source, caller=caller, start=since, end=until))
+    except (CnaiError, OSError) as exc:
+        _fail(exc)
+    for record in records:
+        typer.echo(record.model_dump_json())
+    if verify:
+        problems = verify_chain(read_records(source))  # the whole chain: a filter would open gaps
+        for problem in problems:
+            console.print(f"[red]chain:[/red] {problem}", highlight=False)
+        if problems:
+            raise typer.Exit(1)
+        console.print(f"chain intact ({len(records)} records shown)", style="green", highlight=False)
+
+
 def _register_ingestion() -> None:
     # `cnai ingest FILE --stream NAME` and `cnai dataset build`: cnai/ingest_cli.py
     from cnai.ingest_cli import register

@@ -220,3 +220,22 @@ def test_query_time_must_be_iso(tmp_path: Path) -> None:
     Auditor(FileSink(path)).write(record())
     with pytest.raises(CnaiError, match="start: 'yesterday' is not an ISO 8601 time"):
         list(read_records(path, start="yesterday"))
+
+
+def test_cli_queries_and_verifies(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cnai.cli import app
+
+    path = tmp_path / "a.jsonl"
+    auditor = Auditor(FileSink(path))
+    auditor.write(record("a", caller="alice"))
+    auditor.write(record("b", caller="bob"))
+    result = CliRunner().invoke(app, ["audit", f"file:{path}", "--caller", "bob", "--verify"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(x)["request_id"] for x in result.output.splitlines() if x.startswith("{")] == ["b"]
+    path.write_text(
+        path.read_text().replace('"caller":{"kind":"iam","id":"alice"', '"caller":{"kind":"iam","id":"eve"')
+    )
+    result = CliRunner().invoke(app, ["audit", str(path), "--verify"])
+    assert result.exit_code == 1 and "hash does not match" in result.output
