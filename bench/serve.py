@@ -136,7 +136,9 @@ def bench_handler(model: Path, texts: list[str], calls: int, batches: int) -> di
     batch = run(groups)
     # The model alone on the same texts: separates the handler's own cost from the host's tail (preemption by
     # other processes shows up in both).
-    predictor = module.STATE.service.backends[name].predictor
+    backend = module.STATE.service.backends[name]
+    assert isinstance(backend, module.LocalBackend)
+    predictor = backend.predictor
     model_only = []
     for text in texts[:calls]:
         started = time.perf_counter()
