@@ -145,6 +145,29 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def record_from_event(
+    event: dict[str, Any], *, request_id: str, status: int, latency_ms: float, **fields: Any
+) -> AuditRecord:
+    """The audit record of one API Gateway proxy call: identity, source and path from the event (made
+    storable: caller-controlled strings are bounded and valid UTF-8), the rest from `fields`."""
+    context = event.get("requestContext")
+    caller, ip, agent = caller_from_request_context(context if isinstance(context, dict) else None)
+    model = fields.pop("model", None)
+    return AuditRecord(
+        request_id=request_id,
+        time=now_iso(),
+        caller=caller,
+        source_ip=safe_text(ip, 64),
+        user_agent=safe_text(agent),
+        method=safe_text(str(event.get("httpMethod", "")), 16) or "",
+        path=safe_text(str(event.get("path", ""))) or "",
+        model=safe_text(model, 200),
+        status=status,
+        latency_ms=round(latency_ms, 3),
+        **fields,
+    )
+
+
 def canonical(record: AuditRecord) -> bytes:
     """The bytes the chain hash covers: the record as JSON, keys sorted, without chain.hash."""
     data = record.model_dump(mode="json")

@@ -8,6 +8,7 @@ domain errors that the handler maps to codes in one place.
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Mapping, Sequence
@@ -333,6 +334,38 @@ class ModelService:
                 )
             )
         return result
+
+
+# `curl -d` sends application/x-www-form-urlencoded unless told otherwise; this API only speaks JSON, so such
+# a body is read as JSON (a real form body then fails as invalid JSON, with a 400 that says so).
+CURL_DEFAULT = "application/x-www-form-urlencoded"
+
+
+def body_is_json(content_type: str | None) -> bool:
+    """Whether a request body declared with this Content-Type is read as JSON (else: 415)."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    return (
+        not media
+        or media in ("application/json", CURL_DEFAULT)
+        or (media.startswith("application/") and media.endswith("+json"))
+    )
+
+
+def texts_from_event(event: Mapping[str, Any], limit: int = 1024) -> list[str]:
+    """Best effort, for the audit record of a refused call: the strings the caller sent as `inputs`."""
+    body = event.get("body")
+    try:
+        if event.get("isBase64Encoded") and isinstance(body, str):
+            body = base64.b64decode(body).decode("utf-8")
+        data = json.loads(body) if isinstance(body, str) else None
+    except (ValueError, TypeError):
+        return []
+    inputs = data.get("inputs") if isinstance(data, dict) else None
+    if isinstance(inputs, str):
+        return [inputs]
+    if isinstance(inputs, list):
+        return [x for x in inputs if isinstance(x, str)][:limit]
+    return []
 
 
 def parse_endpoints(raw: str | None) -> dict[str, str]:

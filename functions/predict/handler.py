@@ -31,13 +31,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 
 from cnai.audit import (  # noqa: E402
     Auditor,
-    AuditRecord,
     AuditUnavailableError,
     OutputRecord,
-    caller_from_request_context,
     digest_inputs,
-    now_iso,
-    safe_text,
+    record_from_event,
     sink_from_uri,
 )
 from cnai.errors import CnaiError  # noqa: E402
@@ -57,15 +54,13 @@ from cnai.serving import (  # noqa: E402
     PredictResponse,
     SageMakerBackend,
     UnknownModelError,
+    body_is_json,
+    texts_from_event,
 )
 from functions.predict.observability import METRICS_ON, logger, metric, metrics, tracer  # noqa: E402
 from functions.predict.settings import PredictSettings, load_settings  # noqa: E402
 
 PREDICT_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/predict/?$")
-JSON_TYPES = ("application/json",)
-# `curl -d` sends application/x-www-form-urlencoded unless told otherwise; this API only speaks JSON, so
-# such a body is read as JSON (a real form body then fails as invalid JSON, with a 400 that says so).
-CURL_DEFAULT = "application/x-www-form-urlencoded"
 
 
 @dataclass
@@ -260,24 +255,17 @@ def _header(event: dict[str, Any], name: str) -> str | None:
 
 
 def _admit(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """(event to route, early response or None): 415 for bodies that are not JSON."""
+    """(event to route, early response or None): 415 for a POST body that is not JSON."""
     if event.get("httpMethod") != "POST":
         return event, None
-    content_type = (_header(event, "content-type") or "").split(";")[0].strip().lower()
-    if (
-        not content_type
-        or content_type in JSON_TYPES
-        or (content_type.startswith("application/") and content_type.endswith("+json"))
-    ):
-        if content_type and content_type not in JSON_TYPES:
-            return _with_json_type(event), None
-        return event, None
-    if content_type == CURL_DEFAULT:
-        return _with_json_type(event), None
+    content_type = _header(event, "content-type")
+    if body_is_json(content_type):
+        # Powertools parses only application/json as JSON: say so for the other JSON spellings we accept.
+        media = (content_type or "").split(";")[0].strip().lower()
+        return (event if media in ("", "application/json") else _with_json_type(event)), None
     CALL.get({})["error"] = "unsupported_media_type"
-    body = error_body(
-        "unsupported_media_type", f"content type {content_type[:100]!r} is not supported; send application/json"
-    )
+    shown = (content_type or "")[:100]
+    body = error_body("unsupported_media_type", f"content type {shown!r} is not supported; send application/json")
     return event, _response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, body)
 
 
@@ -301,50 +289,27 @@ def _response(status: HTTPStatus, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _texts_from_body(event: dict[str, Any]) -> list[str]:
-    """Best effort, for the audit record of a refused call: the strings the caller sent as inputs."""
-    try:
-        body = event.get("body")
-        if event.get("isBase64Encoded") and isinstance(body, str):
-            import base64
-
-            body = base64.b64decode(body).decode("utf-8")
-        data = json.loads(body) if isinstance(body, str) else None
-    except (ValueError, TypeError):
-        return []
-    inputs = data.get("inputs") if isinstance(data, dict) else None
-    if isinstance(inputs, str):
-        return [inputs]
-    if isinstance(inputs, list):
-        return [x for x in inputs if isinstance(x, str)][:1024]
-    return []
-
-
 def _audit(event: dict[str, Any], call: dict[str, Any], response: dict[str, Any], started: float) -> dict[str, Any]:
     """Write the call's one audit record; on a sink failure replace the answer with a 503 (fail closed)."""
     status = int(response.get("statusCode", 500))
     outcome: Outcome | None = call.get("outcome") if status == HTTPStatus.OK else None
-    texts: list[str] = call.get("texts") or _texts_from_body(event)
+    texts: list[str] = call.get("texts") or texts_from_event(event)
     match = PREDICT_PATH.match(str(event.get("path", "")))
-    context = event.get("requestContext") if isinstance(event.get("requestContext"), dict) else None
-    caller, ip, agent = caller_from_request_context(context)
-    model = safe_text(call.get("model") or (match.group("model") if match else None), 200)
+    model = call.get("model") or (match.group("model") if match else None)
     version = package = backend = None
     if outcome is not None:
         version, package = outcome.response.version, outcome.response.package_version
         backend = outcome.backend.kind
-    elif model in STATE.service.backends and isinstance(STATE.service.backends[model], LocalBackend):
-        local = STATE.service.backends[model]
-        assert isinstance(local, LocalBackend)
-        version, package, backend = local.predictor.version, local.package_version, local.kind
+    else:
+        local = STATE.service.backends.get(model or "")
+        if isinstance(local, LocalBackend):  # a refused call still names the version that would have answered
+            version, package, backend = local.predictor.version, local.package_version, local.kind
     latency_ms = (time.perf_counter() - started) * 1000
-    record = AuditRecord(
+    record = record_from_event(
+        event,
         request_id=_request_id(),
-        time=now_iso(),
-        caller=caller,
-        source_ip=safe_text(ip, 64),
-        user_agent=safe_text(agent),
-        path=safe_text(str(event.get("path", ""))),
+        status=status,
+        latency_ms=latency_ms,
         model=model,
         model_version=version,
         package_version=package,
@@ -354,9 +319,7 @@ def _audit(event: dict[str, Any], call: dict[str, Any], response: dict[str, Any]
         outputs=None
         if outcome is None
         else [OutputRecord(label=p.label, score=p.score, reason=p.reason) for p in outcome.response.predictions],
-        status=status,
         error=call.get("error"),
-        latency_ms=round(latency_ms, 3),
     )
     metric("Latency", MetricUnit.Milliseconds, latency_ms)
     try:

@@ -340,3 +340,20 @@ def test_a_model_routed_to_sagemaker_is_not_loaded_in_the_function(api: Any, tmp
     )
     state = api.configure(settings)
     assert state.service.backends["toy"].kind == "sagemaker"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "json_body"),
+    [(None, True), ("", True), ("application/json", True), ("Application/JSON; charset=utf-8", True),
+     ("application/problem+json", True), ("application/x-www-form-urlencoded", True), ("text/plain", False),
+     ("multipart/form-data; boundary=x", False), ("application/xml", False), ("json", False)],
+)  # fmt: skip
+def test_which_content_types_are_json(content_type: str | None, json_body: bool) -> None:
+    from cnai.serving import body_is_json
+
+    assert body_is_json(content_type) is json_body
+
+
+def test_vendor_json_type_is_served(api: Any) -> None:
+    status, body, _ = call(api, {"inputs": "refund"}, content_type="application/vnd.cnai+json")
+    assert status == 200 and body["predictions"][0]["label"] == "refund"
