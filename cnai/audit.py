@@ -17,6 +17,7 @@ prediction is never returned without its audit record having been handed to a si
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -178,7 +179,8 @@ def canonical(record: AuditRecord) -> bytes:
 
 class Sink(Protocol):
     def write(self, line: str, record: AuditRecord) -> None:
-        """Persist one record (its JSON line is given); raise on failure, never swallow it."""
+        """Persist one record: `line` is its chained JSON, `record` the fields (time, request id) a sink may
+        use to place it. Raise on failure, never swallow it."""
 
 
 class StdoutSink:
@@ -194,19 +196,32 @@ class StdoutSink:
 
 
 class FileSink:
-    """Appends JSON lines to a local file (`cnai serve`, edge boxes). fsync=True survives power loss too."""
+    """Appends JSON lines to a local file (`cnai serve`, edge boxes). fsync=True survives power loss too.
+
+    One O_APPEND write(2) per record: whole lines, never interleaved, even with several `cnai serve`
+    workers appending to the same file; the descriptor stays open between records.
+    """
 
     def __init__(self, path: str | Path, fsync: bool = False) -> None:
         self.path = Path(path).expanduser()
         self.fsync = fsync
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = None
 
     def write(self, line: str, record: AuditRecord) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
-            if self.fsync:
-                os.fsync(handle.fileno())
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        data = (line + "\n").encode("utf-8")
+        written = os.write(self._fd, data)
+        if written != len(data):
+            raise OSError(f"{self.path}: short write ({written} of {len(data)} bytes; disk full?)")
+        if self.fsync:
+            os.fsync(self._fd)
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
 
 
 class S3Sink:
@@ -285,17 +300,20 @@ class Auditor:
             return None
         return [safe_text(self.redact(t), 100_000) or "" for t in texts]
 
-    def write(self, record: AuditRecord) -> AuditRecord:
-        """Chain the record and hand it to the sink. Raises AuditUnavailableError if the sink fails."""
+    def write(self, record: AuditRecord) -> str:
+        """Chain the record and hand it to the sink; returns its chain hash. Raises AuditUnavailableError if
+        the sink fails. (Built on one dict rather than model copies: this runs on every request.)"""
+        data = record.model_dump(mode="json")
         with self._lock:  # chain order == write order, even from `cnai serve`'s threads
-            link = ChainLink(id=self._chain_id, seq=self._seq, prev=self._prev)
-            chained = record.model_copy(update={"chain": link})
-            digest = hashlib.sha256(canonical(chained)).hexdigest()
-            chained = chained.model_copy(update={"chain": link.model_copy(update={"hash": digest})})
+            link = {"id": self._chain_id, "seq": self._seq, "prev": self._prev, "hash": ""}
+            data["chain"] = link
+            # The same bytes as canonical(): sorted keys, ASCII, chain.hash empty.
+            digest = hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode("ascii")).hexdigest()
+            link["hash"] = digest
             # ASCII-escaped: U+2028 or U+0085 inside a text must not split the JSON line for a log reader.
-            line = json.dumps(chained.model_dump(mode="json"), separators=(",", ":"))
+            line = json.dumps(data, separators=(",", ":"))
             try:
-                self.sink.write(line, chained)
+                self.sink.write(line, record)
             except Exception as exc:
                 self._to_fallback(record, exc)
                 raise AuditUnavailableError(
@@ -303,7 +321,7 @@ class Auditor:
                 ) from exc
             self._seq += 1
             self._prev = digest
-            return chained
+            return digest
 
     def _to_fallback(self, record: AuditRecord, exc: Exception) -> None:
         """The record goes to the log with the sink's error, so a failing sink loses nothing silently.

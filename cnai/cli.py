@@ -81,6 +81,7 @@ def serve(
         str, typer.Option(help="audit sink: file:PATH, s3://bucket/prefix (local S3: AWS_ENDPOINT_URL) or stdout")
     ] = "file:.local/audit/audit.jsonl",
     store_text: Annotated[bool, typer.Option(help="keep PII-redacted input text in audit records")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="processes sharing the port (one per core)")] = 1,
 ) -> None:
     """Serve a model over HTTP with the predict Lambda's own handler (API Gateway events, audit included)."""
     from cnai.serve import LOOPBACK, run
@@ -97,7 +98,16 @@ def serve(
         typer.echo(f"serving on {url} (POST {url}/v1/models/<name>/predict, GET {url}/v1/models); audit: {audit}")
 
     try:
-        run(str(model_dir), host=host, port=port, audit_sink=audit, model_name=name, store_text=store_text, ready=ready)
+        run(
+            str(model_dir),
+            host=host,
+            port=port,
+            audit_sink=audit,
+            model_name=name,
+            store_text=store_text,
+            ready=ready,
+            workers=workers,
+        )
     except CnaiError as exc:
         _fail(exc)
 

@@ -9,11 +9,14 @@ re-implemented here, so what works under `cnai serve` works behind API Gateway.
 from __future__ import annotations
 
 import base64
+import contextlib
 import getpass
 import json
 import os
+import signal
 import socket
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -226,19 +229,92 @@ def run(
     model_name: str | None = None,
     store_text: bool = False,
     ready: Callable[[Server], None] | None = None,
+    workers: int = 1,
 ) -> None:
-    """Load the model, serve until interrupted."""
+    """Load the model, serve until interrupted (or SIGTERM)."""
     sink = audit_sink or f"file:{Path('.local') / 'audit' / 'audit.jsonl'}"
-    handler = load_handler(str(model), sink, model_name, store_text)
-    server = make_server(handler, host, port)
-    if ready is not None:
-        ready(server)
+    serve_forever(lambda: load_handler(str(model), sink, model_name, store_text), host, port, workers, ready)
+
+
+def serve_forever(
+    factory: Callable[[], Handler],
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    workers: int = 1,
+    ready: Callable[[Server], None] | None = None,
+) -> None:
+    """Serve with `workers` processes sharing one listening socket (pre-fork, as gunicorn does).
+
+    One process is bounded by the GIL for the Python part of each request; N processes use N cores. The
+    parent binds (so port 0 resolves once), then forks; each worker builds its own handler (imports and
+    loads the model after the fork: no onnxruntime state crosses a fork) and accepts on the shared socket.
+    Each worker's auditor keeps its own hash chain; appends to one audit file are whole lines.
+    """
+    if workers <= 1:
+        server = make_server(factory(), host, port)
+        if ready is not None:
+            ready(server)
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+        return
+    server = make_server(_not_ready, host, port)
+    read_end, write_end = os.pipe()
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # worker
+            code = 0
+            try:
+                os.close(read_end)
+                server.lambda_handler = factory()
+                os.write(write_end, b"1")
+                server.serve_forever(poll_interval=0.2)
+            except KeyboardInterrupt:
+                pass
+            except BaseException:  # the parent sees the exit and stops the others
+                code = 1
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        children.append(pid)
+    os.close(write_end)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        server.serve_forever(poll_interval=0.2)
+        started = 0
+        while started < workers:
+            if not os.read(read_end, 1):
+                raise CnaiError("a cnai serve worker failed to start (see its error above)")
+            started += 1
+        if ready is not None:
+            ready(server)
+        while children:  # until the workers end or we are told to stop
+            pid, _ = os.wait()
+            children.remove(pid)
+            raise CnaiError(f"cnai serve worker {pid} stopped; stopping the others")
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        os.close(read_end)
         server.server_close()
+
+
+def _not_ready(event: dict[str, Any], context: Any) -> dict[str, Any]:  # pragma: no cover - never reached
+    raise RuntimeError("handler used before the worker loaded it")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def describe(server: Server, sink: str) -> str:

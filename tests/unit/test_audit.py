@@ -239,3 +239,16 @@ def test_cli_queries_and_verifies(tmp_path: Path) -> None:
     )
     result = CliRunner().invoke(app, ["audit", str(path), "--verify"])
     assert result.exit_code == 1 and "hash does not match" in result.output
+
+
+def test_two_workers_share_one_file_with_one_chain_each(tmp_path: Path) -> None:
+    # Given two auditors (two `cnai serve` workers) appending to the same file, interleaved
+    path = tmp_path / "a.jsonl"
+    first, second = Auditor(FileSink(path)), Auditor(FileSink(path))
+    for i in range(5):
+        first.write(record(f"a{i}"))
+        second.write(record(f"b{i}"))
+    # Then every line is a whole record and both chains verify
+    records = list(read_records(path))
+    assert len(records) == 10 and len({r.chain.id for r in records if r.chain}) == 2
+    assert verify_chain(records) == []
