@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import time
 import traceback
 import uuid
@@ -130,6 +131,12 @@ class Server(ThreadingHTTPServer):
         self.lambda_handler = handler
         self.identity = identity
         super().__init__(address, request_handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (load generators do at the end of a run) is not a server error."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

@@ -161,7 +161,10 @@ def _internal(exc: Exception) -> Response:
     "/v1/models/<model>/predict",
     summary="Classify one text or a batch of texts",
     responses={
-        200: {"description": "predictions, best label first"},
+        200: {
+            "description": "predictions, best label first",
+            "content": {content_types.APPLICATION_JSON: {"model": PredictResponse}},
+        },
         400: {"description": "bad JSON or a field that does not match the schema"},
         404: {"description": "unknown model"},
         413: {"description": "too many inputs, or an input too long"},
@@ -169,13 +172,14 @@ def _internal(exc: Exception) -> Response:
         503: {"description": "the audit trail is unavailable; nothing was served"},
     },
 )
-def predict(model: str, body: Annotated[PredictRequest, Body()]) -> PredictResponse:
+def predict(model: str, body: Annotated[PredictRequest, Body()]) -> Response[str]:
+    """The answer is serialized once, by pydantic's JSON encoder; the schema above documents it."""
     call = CALL.get({})
     call["model"], call["texts"] = model, body.texts
     outcome = STATE.service.predict(model, body, _request_id())
     call["outcome"] = outcome
     _record_metrics(outcome)
-    return outcome.response
+    return Response(HTTPStatus.OK.value, content_types.APPLICATION_JSON, outcome.response.model_dump_json())
 
 
 @app.get("/v1/models", summary="Served models and their versions")

@@ -133,6 +133,8 @@ def test_openapi_document(api: Any) -> None:
     status, body, _ = call(api, path="/v1/openapi.json", method="GET")
     assert status == 200 and body["openapi"].startswith("3.")
     assert {"/v1/models/{model}/predict", "/v1/models", "/v1/models/{model}", "/v1/health"} <= set(body["paths"])
+    ok = body["paths"]["/v1/models/{model}/predict"]["post"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"]["$ref"].endswith("/PredictResponse")
     request = body["components"]["schemas"]["PredictRequest"]
     assert set(request["properties"]) == {"inputs", "top_k", "explain"}
 
