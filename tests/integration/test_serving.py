@@ -144,9 +144,10 @@ def test_lambda_from_s3_tarball_audits_to_stdout(s3: Any, tarball: Path, tmp_pat
 # ---- `cnai serve` over real HTTP ----
 
 
-@pytest.fixture(scope="module")
-def server(tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    audit = tmp_path_factory.mktemp("serve") / "audit.jsonl"
+@pytest.fixture
+def server(tiny_artifact: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """Per test: the handler module holds one configuration at a time, and other tests re-point it."""
+    audit = tmp_path / "audit.jsonl"
     api = import_handler({"CNAI_MODEL_URI": str(tiny_artifact), "CNAI_AUDIT_SINK": f"file:{audit}"})
     httpd = make_server(api.handler, "127.0.0.1", 0)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -188,27 +189,35 @@ def test_keep_alive_connection_serves_many_requests(server: tuple[str, Path], ti
     assert statuses == [200, 400, 200] and reply.status == 404
 
 
-def test_cnai_serve_command(tiny_artifact: Path, tmp_path: Path) -> None:
-    # Given `cnai serve` started as a user would, on any free loopback port
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cnai_serve_command(tiny_artifact: Path, tmp_path: Path, workers: int) -> None:
+    # Given `cnai serve` started as a user would, on any free loopback port, with one or two workers
     audit = tmp_path / "audit.jsonl"
     command = [sys.executable, "-m", "cnai", "serve", "--model-dir", str(tiny_artifact), "--port", "0",
-               "--audit", f"file:{audit}", "--name", "intents"]  # fmt: skip
+               "--audit", f"file:{audit}", "--name", "intents", "--workers", str(workers)]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
         match = re.search(r"serving on (http://127\.0\.0\.1:\d+)", line)
         assert match, line
-        # When a text is posted
-        request = urllib.request.Request(f"{match.group(1)}/v1/models/intents/predict", data=b'{"inputs":"hi"}')
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            body = json.loads(reply.read())
-        # Then the answer comes from the model and the audit file holds its record
-        assert body["model"] == "intents" and body["predictions"][0]["score"] > 0
-        assert [r.request_id for r in read_records(audit)] == [body["request_id"]]
+        # When texts are posted
+        ids = []
+        for _ in range(4):
+            request = urllib.request.Request(f"{match.group(1)}/v1/models/intents/predict", data=b'{"inputs":"hi"}')
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                body = json.loads(reply.read())
+            assert body["model"] == "intents" and body["predictions"][0]["score"] > 0
+            ids.append(body["request_id"])
+        # Then the audit file holds one record per call, whichever worker answered, and the chains verify
+        records = list(read_records(audit))
+        assert sorted(r.request_id for r in records) == sorted(ids)
+        assert verify_chain(records) == []
     finally:
         process.terminate()
         process.wait(timeout=10)
+    # And SIGTERM stops the workers with the parent
+    assert process.returncode is not None
 
 
 # ---- SageMaker Serverless ----
