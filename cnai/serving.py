@@ -185,8 +185,15 @@ class LocalBackend:
     name: str
     package_version: str | None = None
     kind: str = "local"
+    _detail: ModelDetail | None = field(default=None, repr=False)
 
     def detail(self) -> ModelDetail:
+        """Built once: the card of a loaded model does not change (and every predict asks for its version)."""
+        if self._detail is None:
+            self._detail = self._describe()
+        return self._detail
+
+    def _describe(self) -> ModelDetail:
         card = self.predictor.card
         return ModelDetail(
             name=self.name,
