@@ -63,6 +63,9 @@ class HyperParameters(BaseModel):
     # student
     student_layers: int = Field(2, ge=1)
     student_layer_map: str = Field("", description="teacher layers to copy, e.g. '0,5' (default: spread)")
+    student_intermediate_size: int = Field(
+        0, ge=0, description="feed-forward width of the student (0: the teacher's); keeps the most important neurons"
+    )
     student_epochs: int = Field(12, ge=1)
     student_lr: float = Field(2e-4, gt=0)
     student_head_lr: float = Field(2e-3, gt=0)

@@ -201,7 +201,14 @@ def run(cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
     # 4. student
     layer_map = [int(x) for x in hp.student_layer_map.split(",")] if hp.student_layer_map else None
     student, student_tok, spec = build_student(
-        teacher, teacher_tok, train.texts, hp.student_layers, layer_map, hp.student_max_length, hp.prune_vocab
+        teacher,
+        teacher_tok,
+        train.texts,
+        hp.student_layers,
+        layer_map,
+        hp.student_max_length,
+        hp.prune_vocab,
+        hp.student_intermediate_size,
     )
     log.info(
         "student: layers %s of the teacher, vocabulary %d, max length %d",

