@@ -64,7 +64,7 @@ class HyperParameters(BaseModel):
     student_layers: int = Field(2, ge=1)
     student_layer_map: str = Field("", description="teacher layers to copy, e.g. '0,5' (default: spread)")
     student_intermediate_size: int = Field(
-        0, ge=0, description="feed-forward width of the student (0: the teacher's); keeps the most important neurons"
+        384, ge=0, description="feed-forward width of the student (0: the teacher's); keeps the most important neurons"
     )
     student_epochs: int = Field(12, ge=1)
     student_lr: float = Field(2e-4, gt=0)
@@ -89,7 +89,7 @@ class HyperParameters(BaseModel):
     min_int8_agreement: float = 0.99
     abstain_threshold: float | None = Field(None, gt=0, lt=1)
     eval_teacher: bool = Field(True, description="also evaluate the teacher in PyTorch and int8 ONNX")
-    latency_samples: int = Field(300, ge=1)
+    latency_samples: int = Field(1000, ge=1)
     latency_batches: int = Field(20, ge=1)
     model_name: str = "intent-classifier"
 
