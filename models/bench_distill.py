@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     if code != 0:
         return code
     report = json.loads((work / "data" / "report" / "report.json").read_text())
+    missing = [name for name in SYSTEMS if name not in report["systems"]]
+    if missing:
+        print(f"bench-distill: {', '.join(missing)} not evaluated (see the run's warnings above)", file=sys.stderr)
+        return 1
     figures: dict[str, Any] = {name: {k: report["systems"][name][k] for k in KEYS} for name in SYSTEMS}
     figures["threads"] = report["threads"]
     figures["total_s"] = time.perf_counter() - started

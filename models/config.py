@@ -21,7 +21,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "default": {},
     # A few minutes on a laptop: enough to see the whole pipeline work, not to hit the accuracy targets.
     "quick": {
-        "teacher_epochs": 1,
+        "teacher_epochs": 2,
         "student_epochs": 3,
         "train_limit": 3000,
         "test_limit": 770,

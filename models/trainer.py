@@ -121,6 +121,9 @@ class Phase:
     checkpoint_every: int
     seed: int
     precision: str = "fp32"
+    # What the phase was configured with (hyperparameters, data hash). A checkpoint written under another
+    # fingerprint is not resumed: a reused checkpoint dir must never hand back a model of another recipe.
+    fingerprint: str = ""
 
 
 def _autocast(info: DistInfo, precision: str) -> AbstractContextManager[Any]:
@@ -179,8 +182,18 @@ def run_phase(phase: Phase, info: DistInfo, checkpoint_dir: Path) -> list[dict[s
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(total * phase.warmup_ratio), total)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0, "history": [], "done": False}
 
-    if path.is_file():
-        saved = torch.load(path, map_location=info.device, weights_only=False)
+    saved = torch.load(path, map_location=info.device, weights_only=False) if path.is_file() else None
+    if saved is not None and saved.get("fingerprint", "") != phase.fingerprint:
+        if info.is_main:
+            log.warning(
+                "%s: %s was written by another configuration (fingerprint %s, this run %s); training afresh",
+                phase.name,
+                path,
+                str(saved.get("fingerprint", ""))[:12] or "none",
+                phase.fingerprint[:12] or "none",
+            )
+        saved = None
+    if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -205,6 +218,7 @@ def run_phase(phase: Phase, info: DistInfo, checkpoint_dir: Path) -> list[dict[s
                     "scheduler": scheduler.state_dict(),
                     "rng": {"torch": torch.get_rng_state()},
                     "state": state,
+                    "fingerprint": phase.fingerprint,
                 },
                 path,
             )
