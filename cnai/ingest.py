@@ -76,6 +76,8 @@ def decode_payload(data: str) -> dict[str, Any]:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecordError(f"payload: not valid JSON ({exc.msg} at byte {exc.pos})") from None
+    except RecursionError:  # e.g. "[" * 20000 fits the size limit but exhausts the decoder's stack
+        raise RecordError("payload: JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise RecordError(f"payload: expected a JSON object, got {type(obj).__name__}")
     return obj

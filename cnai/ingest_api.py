@@ -34,6 +34,8 @@ def parse_request(body: str | bytes | None, max_records: int = MAX_REQUEST_RECOR
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"body: not valid JSON ({exc})") from None
+    except RecursionError:  # e.g. "[" * 20000: a client mistake (400), not a server error (502)
+        raise RequestError(400, "body: JSON nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
         raise RequestError(400, 'records: expected {"records": [ ... ]} with a list of records')
     if set(data) - {"records"}:

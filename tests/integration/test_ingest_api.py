@@ -87,6 +87,8 @@ def test_batch_answers_per_record_and_puts_only_valid_ones(api: Any, lake: Lake)
     [
         (None, 400, "body: expected JSON"),
         ("{nope", 400, "body: not valid JSON"),
+        ("[" * 20000, 400, "body: JSON nested too deeply"),
+        ('{"records": ' + "[" * 20000, 400, "body: JSON nested too deeply"),
         ('{"items": []}', 400, "records: expected"),
         ('{"records": []}', 400, "records: the list is empty"),
         (json.dumps({"records": [{"text": "x"}] * 501}), 413, "records: 501 in one request, more than 500"),

@@ -38,6 +38,8 @@ def test_each_kind_of_bad_payload_is_quarantined_with_its_reason() -> None:
         b64({"text": "x", "source": "s"}): "tenant: is required",
         b64(b"x" * (MAX_PAYLOAD_BYTES + 1)): f"payload: {MAX_PAYLOAD_BYTES + 1} bytes, more than",
         b64(b"x" * (MAX_PAYLOAD_BYTES + 9)): "payload: about",
+        b64(b"[" * 20000): "payload: JSON nested too deeply",
+        b64(b'{"a":' * 10000): "payload: JSON nested too deeply",
     }
     for data, reason in cases.items():
         outcome = curate(data, ARRIVAL)
@@ -45,8 +47,16 @@ def test_each_kind_of_bad_payload_is_quarantined_with_its_reason() -> None:
         assert outcome.payload == data
 
 
+# Deeply nested JSON that stays under the size limit: the decoder's recursion must not escape curate.
+NESTED = st.builds(
+    lambda opener, depth: base64.b64encode((opener * depth).encode()).decode(),
+    st.sampled_from(["[", '{"a":', '[{"k":']),
+    st.integers(min_value=1, max_value=20000),
+)
+
+
 @settings(max_examples=300)
-@given(st.one_of(st.text(), st.binary().map(lambda b: base64.b64encode(b).decode())))
+@given(st.one_of(st.text(), st.binary().map(lambda b: base64.b64encode(b).decode()), NESTED))
 def test_decoder_never_raises_on_arbitrary_data(data: str) -> None:
     assert isinstance(curate(data, ARRIVAL), Curated | Quarantined)
 
