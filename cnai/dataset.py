@@ -83,6 +83,8 @@ def _rows_jsonl(path: Path, text: str, text_col: str, label_col: str) -> Iterabl
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(str(path), f"invalid JSON ({exc.msg})", number) from None
+        except RecursionError:
+            raise DataError(str(path), "invalid JSON (nested too deeply)", number) from None
         if not isinstance(obj, dict):
             raise DataError(str(path), "each line must be a JSON object", number)
         for col in (text_col, label_col):

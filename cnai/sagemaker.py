@@ -48,6 +48,8 @@ def input_fn(request_body: bytes | str, request_content_type: str) -> dict[str, 
         data = json.loads(request_body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InferenceError(f"body is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InferenceError("body is JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise InferenceError("body must be a JSON object")
     return data

@@ -365,7 +365,7 @@ def texts_from_event(event: Mapping[str, Any], limit: int = 1024) -> list[str]:
         if event.get("isBase64Encoded") and isinstance(body, str):
             body = base64.b64decode(body).decode("utf-8")
         data = json.loads(body) if isinstance(body, str) else None
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return []
     inputs = data.get("inputs") if isinstance(data, dict) else None
     if isinstance(inputs, str):

@@ -127,6 +127,13 @@ def _invalid(exc: RequestValidationError) -> Response:
     return _error(HTTPStatus.BAD_REQUEST, "invalid_request", "the request body does not match the schema", fields)
 
 
+@app.exception_handler(RecursionError)
+def _too_deep(exc: RecursionError) -> Response:
+    """json.loads recurses per nesting level: a body of 20,000 '[' is bad input, not a server error."""
+    fields = [{"field": "body", "message": "JSON nested too deeply"}]
+    return _error(HTTPStatus.BAD_REQUEST, "invalid_request", "the request body is not usable JSON", fields)
+
+
 @app.exception_handler(UnknownModelError)
 def _unknown(exc: UnknownModelError) -> Response:
     return _error(HTTPStatus.NOT_FOUND, "unknown_model", str(exc))

@@ -237,7 +237,8 @@ def test_sagemaker_hooks_round_trip(tiny_artifact: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "content_type", "message"),
     [(b"{}", "text/csv", "not supported"), (b"{oops", "application/json", "not valid JSON"),
-     (b"[1]", "application/json", "JSON object"), (b'{"inputs": 3}', "application/json", "invalid request")],
+     (b"[1]", "application/json", "JSON object"), (b'{"inputs": 3}', "application/json", "invalid request"),
+     (b"[" * 20000, "application/json", "nested too deeply")],
 )  # fmt: skip
 def test_sagemaker_bad_requests(tiny_artifact: Path, body: bytes, content_type: str, message: str) -> None:
     from cnai.sagemaker import InferenceError

@@ -99,6 +99,13 @@ def test_invalid_json_line(tmp_path: Path) -> None:
         read_labeled(path)
 
 
+def test_json_nested_too_deeply_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "a", "label": "x"}\n' + "[" * 20000 + "\n")
+    with pytest.raises(DataError, match=r"d\.jsonl:2: invalid JSON \(nested too deeply\)"):
+        read_labeled(path)
+
+
 def test_missing_file_and_empty_directory(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="file not found"):
         read_labeled(tmp_path / "nope.csv")

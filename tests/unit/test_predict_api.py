@@ -359,3 +359,11 @@ def test_which_content_types_are_json(content_type: str | None, json_body: bool)
 def test_vendor_json_type_is_served(api: Any) -> None:
     status, body, _ = call(api, {"inputs": "refund"}, content_type="application/vnd.cnai+json")
     assert status == 200 and body["predictions"][0]["label"] == "refund"
+
+
+@pytest.mark.parametrize("raw", ["[" * 20000, '{"inputs": ' + "[" * 20000 + "]" * 20000 + "}"])
+def test_json_nested_too_deeply_is_a_400_naming_the_body(api: Any, raw: str) -> None:
+    status, answer, audit = call(api, raw)
+    assert status == 400 and answer["error"]["fields"][0]["field"] == "body"
+    assert "nested too deeply" in answer["error"]["fields"][0]["message"]
+    assert len(audit) == 1 and audit[0].status == 400
