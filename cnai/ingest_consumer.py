@@ -21,6 +21,7 @@ record. The same persistence layer, driven explicitly, completes the claim after
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -38,6 +39,8 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import STATUS_
 from cnai.ingest import Curated, Quarantined, arrival_time, curate, jsonl_gz
 
 Claim = Literal["new", "duplicate", "busy"]
+
+log = logging.getLogger(__name__)
 
 
 class RecordBusyError(RuntimeError):
@@ -94,13 +97,18 @@ class LakeWriter:
 
 @dataclass
 class BatchReport:
-    """What one invocation did. `records_in == curated + quarantined + duplicates + failed` always."""
+    """What one invocation did. `records_in == curated + quarantined + duplicates + failed` always.
+
+    `claim_errors` counts idempotency calls after the write (release, complete) that failed: they change no
+    record's outcome (an in-progress claim expires at the Lambda timeout) but show an unhealthy table.
+    """
 
     records_in: int = 0
     curated: int = 0
     quarantined: int = 0
     duplicates: int = 0
     failed: int = 0
+    claim_errors: int = 0
     redactions: Counter[str] = field(default_factory=Counter)
     objects: list[str] = field(default_factory=list)
     failed_sequence_numbers: list[str] = field(default_factory=list)
@@ -186,8 +194,10 @@ class CuratingProcessor(BatchProcessor):
             for dt, group in sorted(quarantined.items()):
                 self._flush("quarantine", dt, group, first_seq)
         if self._failed:
-            gone = {id(raw) for raw, _ in self._failed}
-            self.success_messages[:] = [m for m in self.success_messages if id(m) not in gone]
+            # The base class counted every staged record as a success (`success_messages` holds the raw
+            # event records); those that failed since are failures only. Matched by sequence number.
+            gone = {_sequence(raw) for raw, _ in self._failed}
+            self.success_messages[:] = [m for m in self.success_messages if _sequence(m) not in gone]  # type: ignore[arg-type]
             for raw, error in self._failed:
                 self.failure_handler(KinesisStreamRecord(raw), (type(error), error, error.__traceback__))
         self.report.failed = len(self.fail_messages)
@@ -239,11 +249,11 @@ class CuratingProcessor(BatchProcessor):
             # Release the claims so the retry curates these records instead of skipping them as
             # duplicates. A release that fails leaves an in-progress claim that expires at the Lambda
             # timeout; the retry then takes it over.
-            self._each(lambda s: self.ledger.release(s.key, error), group)
+            self._claim_errors("release", group, self._each(lambda s: self.ledger.release(s.key, error), group))
             self._failed.extend((s.raw, error) for s in group)
             return
         # Written: a completion that fails leaves an in-progress claim; the record is in S3 regardless.
-        self._each(lambda s: self.ledger.complete(s.key, key), group)
+        self._claim_errors("complete", group, self._each(lambda s: self.ledger.complete(s.key, key), group))
         self.report.objects.append(key)
         if kind == "curated":
             self.report.curated += len(group)
@@ -251,6 +261,20 @@ class CuratingProcessor(BatchProcessor):
                 self.report.redactions.update(staged.redactions)
         else:
             self.report.quarantined += len(group)
+
+    def _claim_errors(self, call: str, group: list[_Staged], results: list[Any]) -> None:
+        """Count and log the claim calls that returned an exception (no record's outcome changes)."""
+        errors = [(s.key, r) for s, r in zip(group, results, strict=True) if isinstance(r, Exception)]
+        if not errors:
+            return
+        self.report.claim_errors += len(errors)
+        log.warning(
+            "idempotency %s failed for %d record(s): %s (first error: %r)",
+            call,
+            len(errors),
+            ", ".join(key for key, _ in errors),
+            errors[0][1],
+        )
 
 
 def _dt(when: datetime) -> str:

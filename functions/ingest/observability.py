@@ -28,6 +28,7 @@ def emit(report: BatchReport) -> None:
     metrics.add_metric(name="RecordsQuarantined", unit=MetricUnit.Count, value=report.quarantined)
     metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=report.duplicates)
     metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=report.failed)
+    metrics.add_metric(name="ClaimErrors", unit=MetricUnit.Count, value=report.claim_errors)
     metrics.add_metric(name="BatchLatency", unit=MetricUnit.Milliseconds, value=report.seconds * 1000)
     for kind, count in sorted(report.redactions.items()):
         metrics.add_metric(name=f"Redacted_{kind}", unit=MetricUnit.Count, value=count)
@@ -39,6 +40,7 @@ def emit(report: BatchReport) -> None:
             "quarantined": report.quarantined,
             "duplicates": report.duplicates,
             "failed": report.failed,
+            "claim_errors": report.claim_errors,
             "balanced": report.balanced,
             "objects": report.objects,
             "failed_sequence_numbers": report.failed_sequence_numbers,

@@ -7,13 +7,15 @@ retried, end curated or quarantined exactly once).
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from botocore.exceptions import ClientError
 
 from cnai.ingest import MAX_PAYLOAD_BYTES
-from cnai.ingest_consumer import BatchReport
+from cnai.ingest_consumer import BatchReport, CuratingProcessor, LakeWriter
 from cnai.ingest_local import LocalContext
 from tests.integration import ingest_env
 from tests.integration.ingest_env import Lake, b64, event, payload
@@ -180,3 +182,51 @@ def test_cold_start_names_a_missing_setting(lake: Lake, monkeypatch: pytest.Monk
 
     with pytest.raises(SettingsError, match="CNAI_LAKE_BUCKET: is required"):
         IngestSettings.from_env({"CNAI_IDEMPOTENCY_TABLE": "t"})
+
+
+def test_claim_errors_after_the_write_are_counted_logged_and_emitted(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an idempotency table that fails every completion (after the S3 write succeeded)
+    def broken(key: str, where: str) -> None:
+        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "PutItem")
+
+    monkeypatch.setattr(lake.module.ledger, "complete", broken)
+    evt = event(payload("one", id="rec-1"), payload("two", id="rec-2"))
+    # When the consumer handles a batch
+    with caplog.at_level(logging.WARNING, logger="cnai.ingest_consumer"):
+        failures, report = invoke(lake, evt)
+    # Then the records are curated (they are in S3) and the failed completions are counted, not dropped
+    assert failures == [] and (report.curated, report.claim_errors) == (2, 2)
+    warning = next(r.getMessage() for r in caplog.records if "complete failed" in r.getMessage())
+    assert "rec-1" in warning and "rec-2" in warning
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert emf[-1]["ClaimErrors"] == [2.0]
+
+
+def test_failed_release_is_counted_and_the_records_still_fail(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(key: str, error: Exception) -> None:
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "DeleteItem")
+
+    monkeypatch.setattr(lake.module.ledger, "release", broken)
+    lake.module.writer.s3 = FlakyS3(lake.s3, fail_on="curated/")
+    evt = event(payload("one"), payload("two"), b"{bad")
+    failures, report = invoke(lake, evt)
+    assert (report.failed, report.quarantined, report.claim_errors) == (2, 1, 2)
+    assert sorted(failures) == sorted(r["kinesis"]["sequenceNumber"] for r in evt["Records"][:2])
+
+
+def test_records_failed_after_staging_leave_the_success_list(lake: Lake) -> None:
+    # Given a processor whose curated write fails (the records were staged, hence counted as successes)
+    writer = LakeWriter(FlakyS3(lake.s3, fail_on="curated/"), ingest_env.BUCKET)
+    processor = CuratingProcessor(lake.module.ledger, writer)
+    evt = event(payload("one"), payload("two"), b"{bad")
+    # When it processes the batch
+    response = process_partial_response(
+        event=evt, record_handler=processor.record_handler, processor=processor, context=LocalContext()
+    )
+    # Then the failed records are failures only, and the quarantined one is the only success
+    sequences = [r["kinesis"]["sequenceNumber"] for r in evt["Records"]]
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == sequences[:2]
+    assert [m["kinesis"]["sequenceNumber"] for m in processor.success_messages] == [sequences[2]]  # type: ignore[index]
+    assert sorted(m.kinesis.sequence_number for m in processor.fail_messages) == sequences[:2]  # type: ignore[union-attr]
