@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from cnai.errors import CnaiError
 
@@ -376,6 +376,8 @@ def verify_chain(records: Iterable[AuditRecord]) -> list[str]:
         if previous is None:
             if link.seq != 0 and link.prev == GENESIS:
                 problems.append(f"{record.request_id}: seq {link.seq} claims to start chain {link.id}")
+            elif link.seq != 0:  # the head of the chain was cut off (deleted, or expired by retention)
+                problems.append(f"chain {link.id}: records 0..{link.seq - 1} are missing")
         elif link.seq != previous.seq + 1:
             problems.append(f"chain {link.id}: records {previous.seq + 1}..{link.seq - 1} are missing")
         elif link.prev != previous.hash:
@@ -427,30 +429,44 @@ def _all_records(source: str, s3_client: Any) -> Iterator[AuditRecord]:
                 body = s3_client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
                 if body[:2] == b"\x1f\x8b":  # Firehose GZIP output
                     body = gzip.decompress(body)
-                yield from _parse_lines(body.decode("utf-8"))
+                yield from _parse_lines(body.decode("utf-8"), f"s3://{bucket}/{obj['Key']}: ")
         return
     path = Path(source.removeprefix("file:")).expanduser()
-    yield from _parse_lines(path.read_text(encoding="utf-8"))
+    yield from _parse_lines(path.read_text(encoding="utf-8"), f"{path}: ")
 
 
-def _parse_lines(text: str) -> Iterator[AuditRecord]:
-    """JSON lines; a CloudWatch Logs subscription envelope (Firehose without message extraction) is opened."""
+class AuditDamageError(CnaiError):
+    """A line of an audit store is not a valid audit record: truncated, edited or corrupted."""
+
+
+def _parse_lines(text: str, where: str = "") -> Iterator[AuditRecord]:
+    """JSON lines; a CloudWatch Logs subscription envelope (Firehose without message extraction) is opened.
+
+    A line that does not parse as an audit record is evidence of damage: AuditDamageError names it."""
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): it also splits on U+2028 ...
+        try:
+            yield from _parse_line(line.strip())
+        except (ValueError, ValidationError, RecursionError) as exc:
+            problem = str(exc).splitlines()[0][:200]
+            raise AuditDamageError(f"{where}line {number}: not a valid audit record ({problem})") from None
+
+
+def _parse_line(line: str) -> Iterator[AuditRecord]:
     decoder = json.JSONDecoder()
-    for line in text.split("\n"):  # not splitlines(): it also splits on U+2028, U+0085 ...
-        line = line.strip()
-        position = 0
-        while position < len(line):  # Firehose may concatenate JSON objects without a newline
-            if line[position] != "{":
-                break
-            data, position = decoder.raw_decode(line, position)
-            while position < len(line) and line[position].isspace():
-                position += 1
-            if isinstance(data, dict) and isinstance(data.get("logEvents"), list):
-                for event in data["logEvents"]:
-                    if isinstance(event, dict) and isinstance(event.get("message"), str):
-                        yield from _parse_lines(event["message"])
-            elif isinstance(data, dict) and data.get("cnai_audit") is True and "audit_sink_error" not in data:
-                yield AuditRecord.model_validate(data)
+    position = 0
+    while position < len(line):  # Firehose may concatenate JSON objects without a newline
+        if line[position] != "{":
+            raise ValueError(f"unexpected text at character {position}")
+        data, position = decoder.raw_decode(line, position)
+        while position < len(line) and line[position].isspace():
+            position += 1
+        if isinstance(data, dict) and isinstance(data.get("logEvents"), list):
+            for event in data["logEvents"]:
+                message = event.get("message") if isinstance(event, dict) else None
+                if isinstance(message, str) and message.lstrip().startswith("{"):  # other log lines: not ours
+                    yield from _parse_lines(message)
+        elif isinstance(data, dict) and data.get("cnai_audit") is True and "audit_sink_error" not in data:
+            yield AuditRecord.model_validate(data)
 
 
 def new_request_id() -> str:

@@ -123,16 +123,19 @@ def audit(
     ] = False,
 ) -> None:
     """Query audit records by caller and time (JSON lines out); optionally verify their hash chains."""
-    from cnai.audit import read_records, verify_chain
+    from cnai.audit import AuditDamageError, read_records, verify_chain
 
     try:
         records = list(read_records(source, caller=caller, start=since, end=until))
+        for record in records:
+            typer.echo(record.model_dump_json())
+        problems = verify_chain(read_records(source)) if verify else []  # the whole chain: a filter opens gaps
+    except AuditDamageError as exc:  # a damaged store is a failed verification, not a crash
+        console.print(f"[red]damaged:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
     except (CnaiError, OSError) as exc:
         _fail(exc)
-    for record in records:
-        typer.echo(record.model_dump_json())
     if verify:
-        problems = verify_chain(read_records(source))  # the whole chain: a filter would open gaps
         for problem in problems:
             console.print(f"[red]chain:[/red] {problem}", highlight=False)
         if problems:

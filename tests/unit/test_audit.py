@@ -122,6 +122,41 @@ def test_a_removed_record_is_detected(tmp_path: Path) -> None:
     assert any("records 2..2 are missing" in p for p in problems)
 
 
+def test_removing_the_head_of_a_chain_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    auditor = Auditor(FileSink(path))
+    for i in range(4):
+        auditor.write(record(f"r{i}"))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[2:]) + "\n")  # records 0 and 1 deleted
+    assert any("records 0..1 are missing" in p for p in verify_chain(read_records(path)))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bad_field", "garbage"])
+def test_a_damaged_line_fails_verification_with_its_line_number(tmp_path: Path, damage: str) -> None:
+    from typer.testing import CliRunner
+
+    from cnai.cli import app
+
+    # Given a store whose second line was damaged
+    path = tmp_path / "a.jsonl"
+    auditor = Auditor(FileSink(path))
+    for i in range(3):
+        auditor.write(record(f"r{i}"))
+    lines = path.read_text().splitlines()
+    lines[1] = {
+        "truncate": lines[1][: len(lines[1]) // 2],
+        "bad_field": lines[1].replace('"status":200', '"status":"x"'),
+        "garbage": "rm -rf audit",
+    }[damage]
+    path.write_text("\n".join(lines) + "\n")
+    # When it is verified from the CLI
+    result = CliRunner().invoke(app, ["audit", str(path), "--verify"])
+    # Then verification fails (exit 1) naming the line, without a stack trace
+    assert result.exit_code == 1, result.output
+    assert "line 2: not a valid audit record" in result.output and "Traceback" not in result.output
+
+
 # ---- sinks and failure ----
 
 
