@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from cnai.artifact import Artifact, load_artifact
+from cnai.text import normalize_text
 
 
 def host_threads() -> int:
@@ -35,15 +35,6 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     scaled -= scaled.max(axis=-1, keepdims=True)
     exp = np.exp(scaled)
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
-def normalize_text(text: str) -> str:
-    """The cache key and the text the model sees: NFC, whitespace runs collapsed, ends stripped.
-
-    The WordPiece pre-tokenizer splits on whitespace anyway, so this changes no token; it only makes
-    "I lost my card" and " I  lost my card" one cache entry.
-    """
-    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 class LRUCache:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
 
 from cnai.errors import CnaiError
+from cnai.text import normalize_text
 
 MAX_TEXT_CHARS = 10_000
 MAX_METADATA_BYTES = 4_096
@@ -26,21 +25,8 @@ MAX_RECORD_BYTES = 1_000_000  # Kinesis' own limit per record (data + partition 
 
 # C0/C1 controls become spaces (a tab or a newline separates words); format characters that are invisible
 # and used to smuggle or split tokens (zero-width, bidi overrides, BOM, soft hyphen) are removed.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
-
-
-def normalize_text(text: str) -> str:
-    """NFC, controls to spaces, invisible format characters removed, whitespace runs collapsed, stripped."""
-    if not text.isascii() and not unicodedata.is_normalized("NFC", text):
-        text = unicodedata.normalize("NFC", text)
-    if _CONTROL.search(text):
-        text = _CONTROL.sub(" ", text)
-    if not text.isascii() and _INVISIBLE.search(text):
-        text = _INVISIBLE.sub("", text)
-    return " ".join(text.split())
 
 
 def content_id(tenant: str, text: str, label: str | None) -> str:

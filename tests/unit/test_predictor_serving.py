@@ -12,8 +12,9 @@ import pytest
 
 from cnai.artifact import pack
 from cnai.errors import ArtifactError
-from cnai.predictor import LRUCache, Predictor, normalize_text
+from cnai.predictor import LRUCache, Predictor
 from cnai.sources import fetch_artifact
+from cnai.text import normalize_text
 from tests.serving_toy import build_toy_artifact
 
 
@@ -199,3 +200,8 @@ def test_tarball_with_a_link_instead_of_a_file_is_refused(toy_dir: Path, tmp_pat
         tar.addfile(link)
     with pytest.raises(ArtifactError, match="not a regular file"):
         fetch_artifact(tar_path, cache_dir=tmp_path / "cache")
+
+
+def test_serving_normalizes_text_as_ingestion_does() -> None:
+    # A zero-width space is removed from curated training data, so the cache key and the model input drop it too
+    assert normalize_text("pass\u200bword\x07 reset") == "password reset"
