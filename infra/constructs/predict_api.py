@@ -3,13 +3,18 @@
 Routes (the predict handler's APIGatewayRestResolver owns the routing inside; the API declares each one so
 authorization, validation and throttling apply per method):
 
-    POST /v1/models/{model}/predict   body validated against a minimal model (inputs required)
+    POST /v1/models/{model}/predict   body validated by the handler (which audits every call), not the gateway
     GET  /v1/models                   GET /v1/models/{model}    GET /v1/health    GET /v1/openapi.json
     POST /v1/ingest                   ING's thin ingest Lambda, when given
 
 Security: IAM (SigV4) authorization by default, optional API keys with a usage plan and quota, TLS 1.2
-security policy, stage throttling, a request validator whose 400s carry the field-level message, JSON access
-logs in a KMS-encrypted log group, execution logs for errors, X-Ray tracing.
+security policy, stage throttling, a request validator for the request parameters only, JSON access logs in a
+KMS-encrypted log group, execution logs for errors, X-Ray tracing.
+
+No body validation at the gateway: a 400 there would answer before the Lambda runs, so that predict call would
+leave no audit record (one per call, success or failure) and get an error shape unlike the handler's. The
+handler's pydantic model validates the body, answers the 400/413 and writes the audit record. Gateway-level
+403 (auth, API key) and 429 (throttle, quota) never reach the Lambda: they appear only in the access logs.
 """
 
 from __future__ import annotations
@@ -23,19 +28,6 @@ from constructs import Construct
 
 from infra.constructs.nag import acknowledge
 
-# The smallest schema that rejects what can never be a predict call; limits (413) and field-level detail stay
-# in the handler's pydantic model, so API Gateway and `cnai serve` answer the same for everything else.
-PREDICT_BODY_SCHEMA = apigw.JsonSchema(
-    schema=apigw.JsonSchemaVersion.DRAFT4,
-    title="PredictRequest",
-    type=apigw.JsonSchemaType.OBJECT,
-    required=["inputs"],
-    properties={
-        "inputs": apigw.JsonSchema(type=[apigw.JsonSchemaType.STRING, apigw.JsonSchemaType.ARRAY]),
-        "top_k": apigw.JsonSchema(type=apigw.JsonSchemaType.INTEGER, minimum=1),
-        "explain": apigw.JsonSchema(type=apigw.JsonSchemaType.BOOLEAN),
-    },
-)
 TLS_POLICY = "TLS_1_2"
 
 
@@ -98,17 +90,11 @@ class PredictApi(Construct):
         assert isinstance(cfn_api, apigw.CfnRestApi)
         cfn_api.security_policy = TLS_POLICY
         self.stage = self.api.deployment_stage
+        # Parameters only: the bodies go to the handlers, which validate them and audit every predict call
+        # (a gateway 400 would leave no audit record and answer in another shape).
         self.validator = apigw.RequestValidator(
-            self, "Validator", rest_api=self.api, validate_request_body=True, validate_request_parameters=True
+            self, "Validator", rest_api=self.api, validate_request_body=False, validate_request_parameters=True
         )
-        # A 400 from the validator names the field and the problem, like the handler's own 400s.
-        self.api.add_gateway_response(
-            "BadRequestBody",
-            type=apigw.ResponseType.BAD_REQUEST_BODY,
-            status_code="400",
-            templates={"application/json": '{"message": "$context.error.validationErrorString"}'},
-        )
-        body_model = self.api.add_model("PredictRequest", content_type="application/json", schema=PREDICT_BODY_SCHEMA)
         auth = apigw.AuthorizationType.IAM if iam_auth else apigw.AuthorizationType.NONE
         target = apigw.LambdaIntegration(predict, proxy=True)
 
@@ -131,7 +117,6 @@ class PredictApi(Construct):
             model.add_resource("predict"),
             "POST",
             request_parameters={"method.request.path.model": True},
-            request_models={"application/json": body_model},
         )
         method(v1.add_resource("health"), "GET")
         method(v1.add_resource("openapi.json"), "GET")
@@ -158,9 +143,17 @@ class PredictApi(Construct):
     def _acknowledge(self, iam_auth: bool) -> None:
         acknowledge(
             self.api,
+            "AwsSolutions-APIG2",
+            "The validator checks request parameters but deliberately not bodies: a gateway 400 answers before the "
+            "predict Lambda runs, so the call would leave no audit record (one per call is required) and get a "
+            "different error shape; the handler's pydantic model validates every body and audits the outcome.",
+        )
+        acknowledge(
+            self.api,
             "AwsSolutions-APIG3",
             "No WAF web ACL: every method requires SigV4 (IAM) or an API key, the stage and usage plan throttle, "
-            "and the body is validated; attach a regional WAF ACL when the API is exposed to anonymous traffic.",
+            "and the handler validates every body; attach a regional WAF ACL when the API is exposed to anonymous "
+            "traffic.",
         )
         acknowledge(
             self.api,

@@ -16,6 +16,9 @@ requirements baked in (faster cold start, and network isolation becomes possible
 
 from __future__ import annotations
 
+import re
+from typing import NamedTuple
+
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -36,6 +39,30 @@ DLC_REGIONS = (
 )  # fmt: skip
 DLC_ACCOUNTS = dict.fromkeys(DLC_REGIONS, "763104351884")
 SAGEMAKER_PROGRAM = "inference.py"
+# <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repository>[:<tag>][@sha256:<digest>]
+ECR_IMAGE_URI = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
+    r"/(?P<repository>[a-z0-9][a-z0-9._/-]*)(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+
+
+class EcrImage(NamedTuple):
+    """Where an image lives: what the role's pull permission is scoped to."""
+
+    account: str
+    region: str
+    repository: str
+
+
+def parse_image_uri(image_uri: str) -> EcrImage:
+    """Account, region and repository of an ECR image URI (tag or digest). Raises ValueError otherwise."""
+    match = ECR_IMAGE_URI.match(image_uri)
+    if match is None:
+        raise ValueError(
+            f"sagemaker image_uri {image_uri!r}: expected an ECR image "
+            "<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag> (or @sha256:<digest>)"
+        )
+    return EcrImage(match["account"], match["region"], match["repository"])
 
 
 class SageMakerServerless(Construct):
@@ -65,7 +92,15 @@ class SageMakerServerless(Construct):
             mapping = cdk.CfnMapping(self, "ImageAccount", mapping={r: {"account": a} for r, a in DLC_ACCOUNTS.items()})
             account = mapping.find_in_map(stack.region, "account")
             image_uri = f"{account}.dkr.ecr.{stack.region}.{stack.url_suffix}/{DLC_REPOSITORY}:{DLC_TAG}"
+            image = EcrImage(account, stack.region, DLC_REPOSITORY)
+        else:
+            image = parse_image_uri(image_uri)
         self.image_uri = image_uri
+        # The pull actions name the one repository the image lives in (the DLC account from the mapping, or the
+        # configured URI's account, region and repository): never another account's ECR.
+        self.image_repository_arn = (
+            f"arn:{stack.partition}:ecr:{image.region}:{image.account}:repository/{image.repository}"
+        )
         self.role = iam.Role(
             self,
             "Role",
@@ -84,7 +119,7 @@ class SageMakerServerless(Construct):
         self.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-                resources=[f"arn:{stack.partition}:ecr:{stack.region}:*:repository/*"],
+                resources=[self.image_repository_arn],
             )
         )
         endpoint_logs = stack.format_arn(
@@ -167,9 +202,9 @@ class SageMakerServerless(Construct):
         acknowledge(
             self.role,
             "AwsSolutions-IAM5",
-            "ecr:GetAuthorizationToken supports no resource-level permission; the image repositories are AWS-owned "
-            "per-region accounts chosen by mapping, so the pull actions name repository/* in this region.",
-            findings=["Resource::*", f"Resource::arn:<AWS::Partition>:ecr:{region}:*:repository/*"],
+            "Resource '*' is only for ecr:GetAuthorizationToken, which supports no resource-level permission (the "
+            "registry login token); the image pull actions name the one image repository.",
+            findings=["Resource::*"],
         )
         acknowledge(
             self.role,

@@ -110,18 +110,26 @@ def test_every_route_requires_iam_and_a_validator(default: assertions.Template) 
     assert paths == ["health", "ingest", "models", "openapi.json", "predict", "v1", "{model}"]
 
 
-def test_predict_body_model_requires_inputs_and_validation_errors_name_the_field(default: assertions.Template) -> None:
-    model = only(default, "AWS::ApiGateway::Model")
-    assert model["Schema"]["required"] == ["inputs"]
-    assert model["Schema"]["properties"]["inputs"]["type"] == ["string", "array"]
-    only(default, "AWS::ApiGateway::RequestValidator", {"ValidateRequestBody": True})
-    response = only(default, "AWS::ApiGateway::GatewayResponse")
-    assert response["ResponseType"] == "BAD_REQUEST_BODY"
-    assert "validationErrorString" in response["ResponseTemplates"]["application/json"]
-    post = default.find_resources(
-        "AWS::ApiGateway::Method", {"Properties": {"HttpMethod": "POST", "RequestModels": assertions.Match.any_value()}}
-    )
-    assert len(post) == 1
+def test_predict_body_reaches_the_handler_unvalidated_so_every_call_is_audited(
+    default: assertions.Template, variant: assertions.Template
+) -> None:
+    # A gateway 400 (e.g. {"top_k": 0}, no "inputs") would answer before the Lambda and leave no audit record:
+    # the validator checks the request parameters only, and no method carries a body model.
+    for template in (default, variant):
+        validator = only(template, "AWS::ApiGateway::RequestValidator")
+        assert validator["ValidateRequestParameters"] is True
+        assert validator["ValidateRequestBody"] is False
+        assert not template.find_resources("AWS::ApiGateway::Model")
+        methods = template.find_resources("AWS::ApiGateway::Method").values()
+        assert not [m for m in methods if m["Properties"].get("RequestModels")]
+        # POST /v1/models/{model}/predict (the POST with the path parameter; ingest has none) keeps its validator
+        [predict] = [
+            m["Properties"]
+            for m in methods
+            if m["Properties"]["HttpMethod"] == "POST" and m["Properties"].get("RequestParameters")
+        ]
+        assert predict["RequestParameters"] == {"method.request.path.model": True}
+        assert "RequestValidatorId" in predict
 
 
 def test_ingest_route_invokes_the_imported_ingest_function(default: assertions.Template) -> None:
@@ -319,24 +327,82 @@ def test_serverless_endpoint_serves_the_same_tar_with_its_code_folder(
     assert bigger["ServerlessConfig"] == {"MaxConcurrency": 9, "MemorySizeInMB": 4096}
 
 
-def test_sagemaker_image_can_be_any_configured_uri() -> None:
-    uri = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/cnai-onnx-serving:1.0"
-    template = synth(Settings(sagemaker_image_uri=uri))
-    assert only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Image"] == uri
+ECR_PULL = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
 
 
-def test_sagemaker_role_reads_the_model_object_not_the_bucket(default: assertions.Template) -> None:
+def sagemaker_statements(template: assertions.Template) -> list[dict[str, Any]]:
     role_id = next(
         k
-        for k, r in default.find_resources("AWS::IAM::Role").items()
+        for k, r in template.find_resources("AWS::IAM::Role").items()
         if "sagemaker.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
     )
-    statements = [
+    return [
         s
-        for p in default.find_resources("AWS::IAM::Policy").values()
+        for p in template.find_resources("AWS::IAM::Policy").values()
         if {"Ref": role_id} in p["Properties"]["Roles"]
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
+
+
+def test_sagemaker_image_can_be_any_configured_uri() -> None:
+    uri = "222222222222.dkr.ecr.eu-central-1.amazonaws.com/team/cnai-onnx-serving:1.0"
+    template = synth(Settings(sagemaker_image_uri=uri))
+    assert only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Image"] == uri
+    # The pull is scoped to that URI's account, region and repository
+    [pull] = [s for s in sagemaker_statements(template) if s["Action"] == ECR_PULL]
+    assert pull["Resource"] == {
+        "Fn::Join": [
+            "",
+            ["arn:", {"Ref": "AWS::Partition"}, ":ecr:eu-central-1:222222222222:repository/team/cnai-onnx-serving"],
+        ]
+    }
+
+
+def test_sagemaker_role_pulls_only_the_mapped_dlc_repository(default: assertions.Template) -> None:
+    statements = sagemaker_statements(default)
+    [pull] = [s for s in statements if s["Action"] == ECR_PULL]
+    # The DLC account from the image mapping and the pytorch-inference repository: no other account's ECR
+    resource = pull["Resource"]
+    assert "*" not in json.dumps(resource)
+    parts = resource["Fn::Join"][1]
+    assert parts[0] == "arn:" and parts[1] == {"Ref": "AWS::Partition"} and parts[2] == ":ecr:eu-west-1:"
+    assert "Fn::FindInMap" in parts[3]
+    assert parts[3]["Fn::FindInMap"][1:] == ["eu-west-1", "account"]
+    assert parts[4] == ":repository/pytorch-inference"
+    # '*' only where no resource-level permission exists: the registry login token
+    wildcard = [s for s in statements if s["Resource"] == "*"]
+    assert [s["Action"] for s in wildcard] == ["ecr:GetAuthorizationToken"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("111111111111.dkr.ecr.us-east-1.amazonaws.com/cnai:1.0", ("111111111111", "us-east-1", "cnai")),
+        (
+            "222222222222.dkr.ecr.eu-west-1.amazonaws.com/team/cnai@sha256:" + "a" * 64,
+            ("222222222222", "eu-west-1", "team/cnai"),
+        ),
+        ("333333333333.dkr.ecr.cn-north-1.amazonaws.com.cn/cnai:v2", ("333333333333", "cn-north-1", "cnai")),
+    ],
+)
+def test_image_uri_parses_into_account_region_repository(uri: str, expected: tuple[str, str, str]) -> None:
+    from infra.constructs.sagemaker_serverless import parse_image_uri
+
+    assert tuple(parse_image_uri(uri)) == expected
+
+
+@pytest.mark.parametrize(
+    "uri", ["docker.io/library/python:3.12", "111.dkr.ecr.eu-west-1.amazonaws.com/x:1", "nonsense"]
+)
+def test_a_non_ecr_image_uri_is_refused(uri: str) -> None:
+    from infra.constructs.sagemaker_serverless import parse_image_uri
+
+    with pytest.raises(ValueError, match="expected an ECR image"):
+        parse_image_uri(uri)
+
+
+def test_sagemaker_role_reads_the_model_object_not_the_bucket(default: assertions.Template) -> None:
+    statements = sagemaker_statements(default)
     model_reads = [s for s in statements if s["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]]
     assert len(model_reads) == 1
     assert "acme-models/models/banking77/model.tar.gz" in json.dumps(model_reads[0]["Resource"])
