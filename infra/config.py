@@ -38,7 +38,7 @@ class Settings(BaseModel):
     sagemaker_route: bool = Field(False, description="route the model's predict calls to the endpoint")
     sagemaker_memory_mb: int = Field(2048, ge=1024, le=6144, multiple_of=1024, description="serverless memory")
     sagemaker_max_concurrency: int = Field(5, ge=1, le=200)
-    sagemaker_image_uri: str | None = Field(None, description="inference image; None: the regional SKLearn image")
+    sagemaker_image_uri: str | None = Field(None, description="inference image; None: regional PyTorch inference DLC")
     # Ingestion (infra/stacks/ingestion.py): stream, consumer event source mapping, data lake.
     ingest_stream_mode: Literal["on_demand", "provisioned"] = "on_demand"
     ingest_shards: int = Field(2, ge=1, le=500, description="shard count in provisioned mode")
