@@ -21,7 +21,6 @@ from cnai.text import normalize_text
 
 MAX_TEXT_CHARS = 10_000
 MAX_METADATA_BYTES = 4_096
-MAX_RECORD_BYTES = 1_000_000  # Kinesis' own limit per record (data + partition key), checked before parsing
 
 # C0/C1 controls become spaces (a tab or a newline separates words); format characters that are invisible
 # and used to smuggle or split tokens (zero-width, bidi overrides, BOM, soft hyphen) are removed.

@@ -373,16 +373,3 @@ def texts_from_event(event: Mapping[str, Any], limit: int = 1024) -> list[str]:
     if isinstance(inputs, list):
         return [x for x in inputs if isinstance(x, str)][:limit]
     return []
-
-
-def parse_endpoints(raw: str | None) -> dict[str, str]:
-    """CNAI_SAGEMAKER_ENDPOINTS: a JSON object {model name: endpoint name}."""
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise CnaiError(f"CNAI_SAGEMAKER_ENDPOINTS: not JSON ({exc.msg})") from None
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in data.items()):
-        raise CnaiError('CNAI_SAGEMAKER_ENDPOINTS: must be a JSON object {"model name": "endpoint name"}')
-    return data
