@@ -58,6 +58,13 @@ class Settings(BaseModel):
     def _ingest_limits(self) -> Settings:
         if self.ingest_max_record_age_s > self.ingest_retention_hours * 3600:
             raise ValueError("ingest_max_record_age_s exceeds the stream retention: records expire first")
+        if self.ingest_dedup_days * 24 < self.ingest_retention_hours:
+            raise ValueError(
+                f"ingest_dedup_days ({self.ingest_dedup_days} days) is shorter than the stream retention "
+                f"({self.ingest_retention_hours} hours): a replay from the oldest record would curate "
+                "records whose ids were already forgotten a second time; raise ingest_dedup_days to at least "
+                f"{-(-self.ingest_retention_hours // 24)}"
+            )
         return self
 
     @model_validator(mode="after")

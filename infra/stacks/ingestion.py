@@ -125,7 +125,17 @@ class IngestionStack(cdk.Stack):
         )
 
         self.alarm_topic = sns.Topic(self, "Alarms", master_key=self.key, enforce_ssl=True)
-        self.key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
+        # CloudWatch alarms publish to the encrypted topic: the key lets CloudWatch make and read data keys,
+        # nothing more, and only on behalf of alarms in this account (no confused deputy).
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublishToEncryptedTopic",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            )
+        )
 
         layer = RuntimeLayer(self, "Runtime", code=layer_code)
         common_env = {"POWERTOOLS_METRICS_NAMESPACE": s.project, "POWERTOOLS_LOG_LEVEL": "INFO"}

@@ -161,3 +161,30 @@ def test_api_function_is_exposed_for_the_serving_stack_and_may_only_put(default)
 def test_record_age_beyond_retention_is_refused() -> None:
     with pytest.raises(ValueError, match="exceeds the stream retention"):
         Settings(ingest_retention_hours=24, ingest_max_record_age_s=100_000)
+
+
+def test_dedup_window_shorter_than_retention_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"ingest_dedup_days \(7 days\) is shorter than the stream retention"):
+        Settings(ingest_retention_hours=8760, ingest_max_record_age_s=86_400)
+    with pytest.raises(ValueError, match="raise ingest_dedup_days to at least 2"):
+        Settings(ingest_retention_hours=25, ingest_dedup_days=1)
+    Settings(ingest_retention_hours=8760, ingest_dedup_days=365)  # a year each: fine
+    Settings(ingest_retention_hours=48, ingest_dedup_days=2)
+    Settings()  # the defaults satisfy it
+
+
+def test_cloudwatch_may_only_make_and_read_data_keys_for_this_account(default) -> None:
+    # The alarm topic is encrypted with the stack key: CloudWatch needs Decrypt and GenerateDataKey*, no more,
+    # and only for alarms of this account.
+    _, t = default
+    statements = [
+        st
+        for key in t.find_resources("AWS::KMS::Key").values()
+        for st in key["Properties"]["KeyPolicy"]["Statement"]
+        if st.get("Principal", {}).get("Service") == "cloudwatch.amazonaws.com"
+    ]
+    assert len(statements) == 1
+    (statement,) = statements
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": ENV.account}}
