@@ -113,11 +113,11 @@ class Record(BaseModel):
         }
 
 
-def describe(error: ValidationError) -> str:
+def describe(error: ValidationError, whole: str = "record") -> str:
     """One line naming each bad field and its problem: `text: is empty after normalization; tenant: ...`."""
     parts = []
     for item in error.errors(include_url=False):
-        field = ".".join(str(p) for p in item["loc"]) or "record"
+        field = ".".join(str(p) for p in item["loc"]) or whole
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "missing":
             message = "is required"

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from cnai.errors import CnaiError
-from cnai.records import describe
-
-
-class SettingsError(CnaiError):
-    """The function's environment is wrong; the message names each variable and its problem."""
+from cnai.settings import SettingsError as SettingsError  # re-exported: callers catch it from here
+from cnai.settings import load_env
 
 
 class IngestApiSettings(BaseModel):
@@ -25,7 +20,4 @@ class IngestApiSettings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IngestApiSettings:
-        try:
-            return cls.model_validate(dict(os.environ if env is None else env))
-        except ValidationError as exc:
-            raise SettingsError(f"ingest API function environment: {describe(exc)}") from None
+        return load_env(cls, "ingest API function environment", env)

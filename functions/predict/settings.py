@@ -7,17 +7,13 @@ requests with a half-configured model.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cnai.errors import CnaiError
-
-
-class SettingsError(CnaiError):
-    """The function's environment is wrong; the message names each variable and its problem."""
+from cnai.settings import SettingsError as SettingsError  # re-exported: callers catch it from here
+from cnai.settings import load_env
 
 
 class PredictSettings(BaseModel):
@@ -60,17 +56,4 @@ class PredictSettings(BaseModel):
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> PredictSettings:
-    env = os.environ if env is None else env
-    try:
-        return PredictSettings.model_validate({k: v for k, v in env.items() if k.startswith("CNAI_")})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{_alias(err['loc'])}: {err['msg']}" if err["loc"] else err["msg"] for err in exc.errors()
-        )
-        raise SettingsError(f"predict function settings: {problems}") from None
-
-
-def _alias(loc: tuple[Any, ...]) -> str:
-    field = PredictSettings.model_fields.get(str(loc[0]))
-    name = field.alias if field and field.alias else str(loc[0])
-    return name + "".join(f"[{p}]" for p in loc[1:])
+    return load_env(PredictSettings, "predict function settings", env)

@@ -44,7 +44,7 @@ def test_sagemaker_only_deployment_needs_no_local_model() -> None:
         ({"CNAI_MODEL_URI": "m", "CNAI_MAX_INPUTS": "0"}, "CNAI_MAX_INPUTS"),
         ({"CNAI_MODEL_URI": "m", "CNAI_MAX_INPUT_CHARS": "lots"}, "CNAI_MAX_INPUT_CHARS"),
         ({"CNAI_MODEL_URI": "m", "CNAI_AUDIT_SINK": "kafka://x"}, "CNAI_AUDIT_SINK"),
-        ({"CNAI_MODEL_URI": "m", "CNAI_SAGEMAKER_ENDPOINTS": "{not json"}, "ENDPOINTS: Value error, not JSON"),
+        ({"CNAI_MODEL_URI": "m", "CNAI_SAGEMAKER_ENDPOINTS": "{not json"}, "ENDPOINTS: not JSON"),
         ({"CNAI_MODEL_URI": "m", "CNAI_SAGEMAKER_ENDPOINTS": '["a"]'}, "CNAI_SAGEMAKER_ENDPOINTS"),
         ({"CNAI_MODEL_URI": "m", "CNAI_MODEL_NAME": "bad name/with slash"}, "CNAI_MODEL_NAME"),
         ({"CNAI_MODEL_URI": "m", "CNAI_AUDIT_STORE_TEXT": "maybe"}, "CNAI_AUDIT_STORE_TEXT"),
