@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from cnai.lambda_local import LocalContext
+
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
@@ -39,24 +41,6 @@ def kinesis_event_record(
         "awsRegion": stream_arn.split(":")[3] if stream_arn.count(":") >= 5 else "us-east-1",
         "eventSourceARN": stream_arn,
     }
-
-
-class LocalContext:
-    """The part of LambdaContext the handlers use."""
-
-    function_name = "cnai-ingest-local"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:cnai-ingest-local"
-    memory_limit_in_mb = 1024
-    aws_request_id = "local"
-    log_group_name = "/aws/lambda/cnai-ingest-local"
-    log_stream_name = "local"
-
-    def __init__(self, timeout_ms: int = 60_000) -> None:
-        self._deadline = timeout_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self._deadline
 
 
 @dataclass
@@ -115,7 +99,7 @@ class LocalEventSourceMapping:
         self.report.invocations += 1
         self.report.delivered += len(records)
         try:
-            response = self.handler({"Records": list(records)}, LocalContext())
+            response = self.handler({"Records": list(records)}, LocalContext("cnai-ingest-local", timeout_s=60))
         except Exception:
             if self.bisect_on_error and len(records) > 1:
                 half = len(records) // 2
@@ -147,7 +131,7 @@ class LocalEventSourceMapping:
             "requestContext": {
                 "condition": "RetryAttemptsExhausted",
                 "approximateInvokeCount": attempt + 1,
-                "functionArn": LocalContext.invoked_function_arn,
+                "functionArn": LocalContext("cnai-ingest-local").invoked_function_arn,
             },
             "timestamp": datetime.now(UTC).isoformat(),
             "KinesisBatchInfo": {

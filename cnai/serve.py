@@ -20,34 +20,17 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cnai.errors import CnaiError
+from cnai.lambda_local import LocalContext as LocalContext  # re-exported for tests and bench
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 MAX_BODY = 6 * 1024 * 1024  # Lambda's synchronous payload limit: a bigger body would never reach the handler
-
-
-@dataclass
-class LocalContext:
-    """The LambdaContext fields the handler and Powertools read."""
-
-    function_name: str = "cnai-predict-local"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1769
-    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:cnai-predict-local"
-    aws_request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    log_group_name: str = "/aws/lambda/cnai-predict-local"
-    log_stream_name: str = "local"
-    deadline: float = field(default_factory=lambda: time.monotonic() + 30)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
 def local_identity() -> str:
@@ -165,7 +148,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(size) if size > 0 else b""
         headers = dict(self.headers.items())
         event = proxy_event(self.command, self.path, headers, body, self.client_address[0], self.server.identity)
-        response = self.server.lambda_handler(event, LocalContext())
+        response = self.server.lambda_handler(event, LocalContext("cnai-predict-local"))
         payload = response.get("body") or ""
         raw = base64.b64decode(payload) if response.get("isBase64Encoded") else str(payload).encode("utf-8")
         out_headers = {str(k): str(v) for k, v in (response.get("headers") or {}).items()}

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from cnai.ingest import MAX_PAYLOAD_BYTES
 from cnai.ingest_consumer import BatchReport, CuratingProcessor, LakeWriter
-from cnai.ingest_local import LocalContext
+from cnai.lambda_local import LocalContext
 from tests.integration import ingest_env
 from tests.integration.ingest_env import Lake, b64, event, payload
 
