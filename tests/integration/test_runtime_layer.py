@@ -4,17 +4,15 @@ runs with nothing else on the path but what the Lambda runtime provides (boto3 a
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from layers.build import RUNTIME_PROVIDED, build
+from tests.integration.conftest import HostLayer
 
 ROOT = Path(__file__).resolve().parents[2]
-SITE = Path(next(p for p in sys.path if p.endswith("site-packages")))
 
 PROBE = """
 import numpy as np, onnxruntime as ort, tokenizers, pydantic
@@ -59,23 +57,15 @@ def matmul_model() -> bytes:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(platform.machine() != "x86_64" or sys.platform != "linux", reason="host twin is built for x86_64")
-def test_pruned_layer_imports_and_runs_with_only_the_lambda_runtime_beside_it(tmp_path: Path) -> None:
+def test_pruned_layer_imports_and_runs_with_only_the_lambda_runtime_beside_it(
+    tmp_path: Path, host_layer: HostLayer
+) -> None:
     import base64
 
-    # Given the runtime layer built for this host's CPython (same pins, same DROP list) ...
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    platforms = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux2014_x86_64")
-    report = build("runtime", out=tmp_path / "layers", platforms=platforms, python_version=version, budget_mb=1000)
-    layer = tmp_path / "layers" / "runtime" / "python"
+    # Given the runtime layer built for this host's CPython (same pins, same DROP list), beside a folder playing
+    # the Lambda runtime
+    report, layer, runtime = host_layer.report, host_layer.python, host_layer.runtime
     assert not list(layer.glob("onnxruntime/capi/libonnxruntime.so*"))
-    # ... beside a folder playing the Lambda runtime: only the packages it provides (boto3, botocore, ...)
-    runtime = tmp_path / "var-runtime"
-    runtime.mkdir()
-    for name in [*RUNTIME_PROVIDED, "dateutil"]:
-        for source in (SITE / name.replace("-", "_"), SITE / f"{name}.py"):
-            if source.exists():
-                (runtime / source.name).symlink_to(source)
     probe = tmp_path / "probe"
     probe.mkdir()
     (probe / "onnx_free_model.py").write_text(MODEL_MODULE.format(b64=base64.b64encode(matmul_model()).decode()))

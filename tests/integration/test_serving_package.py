@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +23,10 @@ from aws_cdk import assertions
 from infra.config import Settings
 from infra.constructs.runtime_layer import layer_code
 from infra.stacks.serving import ServingStack
-from layers.build import RUNTIME_PROVIDED, build
+from tests.integration.conftest import HostLayer
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-SITE = Path(next(p for p in sys.path if p.endswith("site-packages")))
 
 
 @pytest.fixture(scope="module")
@@ -99,26 +97,16 @@ print("RESPONSE " + json.dumps(predict.handler(event, LocalContext())))
 """
 
 
-@pytest.mark.skipif(platform.machine() != "x86_64" or sys.platform != "linux", reason="host twin is built for x86_64")
 def test_packaged_function_serves_a_real_event_with_only_the_layer_and_the_lambda_runtime(
-    function_asset: Path, tmp_path: Path
+    function_asset: Path, tmp_path: Path, host_layer: HostLayer
 ) -> None:
     from tests.serving_toy import build_toy_artifact
 
     # Given the synthesized function asset, the layer recipe built for this host, a runtime shim and an artifact
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    platforms = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux2014_x86_64")
-    build("runtime", out=tmp_path / "layers", platforms=platforms, python_version=version, budget_mb=1000)
-    runtime = tmp_path / "var-runtime"
-    runtime.mkdir()
-    for name in [*RUNTIME_PROVIDED, "dateutil"]:
-        for source in (SITE / name.replace("-", "_"), SITE / f"{name}.py"):
-            if source.exists():
-                (runtime / source.name).symlink_to(source)
     artifact = build_toy_artifact(tmp_path / "model", name="toy")
     env = {
         "PATH": os.environ["PATH"],
-        "PYTHONPATH": os.pathsep.join(map(str, [function_asset, tmp_path / "layers" / "runtime" / "python", runtime])),
+        "PYTHONPATH": os.pathsep.join(map(str, [function_asset, host_layer.python, host_layer.runtime])),
         "CNAI_MODEL_NAME": "toy",
         "CNAI_MODEL_URI": str(artifact),
         "CNAI_AUDIT_SINK": "stdout",
