@@ -34,6 +34,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.constructs.nag import acknowledge
+from infra.constructs.python_function import log_groups_arn
 from infra.constructs.secure_bucket import SecureBucket
 
 FILTER_PATTERN = "{ $.cnai_audit IS TRUE }"
@@ -175,16 +176,7 @@ class AuditTrail(Construct):
             "SubscriptionRole",
             assumed_by=iam.ServicePrincipal(
                 "logs.amazonaws.com",
-                conditions={
-                    "StringLike": {
-                        "aws:SourceArn": stack.format_arn(
-                            service="logs",
-                            resource="log-group",
-                            resource_name="*",
-                            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                        )
-                    }
-                },
+                conditions={"StringLike": {"aws:SourceArn": log_groups_arn(stack)}},
             ),
             description="CloudWatch Logs: put the predict function's audit lines into the audit stream",
         )

@@ -99,6 +99,13 @@ def logs_key(scope: Construct, construct_id: str, *, description: str) -> kms.Ke
     return key
 
 
+def log_groups_arn(stack: cdk.Stack) -> str:
+    """arn:...:logs:<region>:<account>:log-group:* -- every log group of this stack's account and region."""
+    return stack.format_arn(
+        service="logs", resource="log-group", resource_name="*", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME
+    )
+
+
 def allow_logs_service(key: kms.IKey) -> None:
     """Let CloudWatch Logs encrypt this account's log groups with `key` (bound by the encryption context)."""
     stack = cdk.Stack.of(key)
@@ -107,16 +114,7 @@ def allow_logs_service(key: kms.IKey) -> None:
             actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
             principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
             resources=["*"],
-            conditions={
-                "ArnLike": {
-                    "kms:EncryptionContext:aws:logs:arn": stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="*",
-                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                }
-            },
+            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups_arn(stack)}},
         )
     )
 
