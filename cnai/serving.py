@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
+from cnai.audit import Auditor, AuditRecord, OutputRecord, digest_inputs, record_from_event
 from cnai.errors import CnaiError
 from cnai.predictor import Attribution, Prediction, Predictor
 
@@ -373,3 +375,53 @@ def texts_from_event(event: Mapping[str, Any], limit: int = 1024) -> list[str]:
     if isinstance(inputs, list):
         return [x for x in inputs if isinstance(x, str)][:limit]
     return []
+
+
+PREDICT_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/predict/?$")
+
+
+def call_record(
+    event: Mapping[str, Any],
+    *,
+    service: ModelService,
+    auditor: Auditor,
+    outcome: Outcome | None,
+    model: str | None,
+    texts: list[str] | None,
+    status: int,
+    error: str | None,
+    request_id: str,
+    latency_ms: float,
+) -> AuditRecord:
+    """The one audit record of a predict call, answered or refused: identity from the event, input hashes
+    (text only where the deployment opted in, redacted), outputs of a 200, and the model version that
+    answered or, for a refused call, the version that would have answered."""
+    texts = texts or texts_from_event(event)
+    match = PREDICT_PATH.match(str(event.get("path", "")))
+    model = model or (match.group("model") if match else None)
+    version = package = backend = None
+    if outcome is not None:
+        version, package, backend = outcome.response.version, outcome.response.package_version, outcome.backend.kind
+    else:
+        local = service.backends.get(model or "")
+        if isinstance(local, LocalBackend):
+            version, package, backend = local.predictor.version, local.package_version, local.kind
+    outputs = (
+        None
+        if outcome is None
+        else [OutputRecord(label=p.label, score=p.score, reason=p.reason) for p in outcome.response.predictions]
+    )
+    return record_from_event(
+        dict(event),
+        request_id=request_id,
+        status=status,
+        latency_ms=latency_ms,
+        model=model,
+        model_version=version,
+        package_version=package,
+        backend=backend,
+        inputs=digest_inputs(texts),
+        texts=auditor.texts_for_record(texts) if texts else None,
+        outputs=outputs,
+        error=error,
+    )

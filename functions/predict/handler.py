@@ -16,7 +16,6 @@ _INIT_STARTED = time.perf_counter()
 
 import contextvars  # noqa: E402 - the init timer must start before the imports it measures
 import json  # noqa: E402
-import re  # noqa: E402
 import uuid  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from http import HTTPStatus  # noqa: E402
@@ -32,14 +31,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 from cnai.audit import (  # noqa: E402
     Auditor,
     AuditUnavailableError,
-    OutputRecord,
-    digest_inputs,
-    record_from_event,
     sink_from_uri,
 )
 from cnai.errors import CnaiError  # noqa: E402
 from cnai.predictor import Predictor  # noqa: E402
 from cnai.serving import (  # noqa: E402
+    PREDICT_PATH,
     Backend,
     BackendError,
     HealthResponse,
@@ -55,12 +52,10 @@ from cnai.serving import (  # noqa: E402
     SageMakerBackend,
     UnknownModelError,
     body_is_json,
-    texts_from_event,
+    call_record,
 )
 from functions.predict.observability import METRICS_ON, logger, metric, metrics, tracer  # noqa: E402
 from functions.predict.settings import PredictSettings, load_settings  # noqa: E402
-
-PREDICT_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/predict/?$")
 
 
 @dataclass
@@ -303,34 +298,18 @@ def _response(status: HTTPStatus, body: dict[str, Any]) -> dict[str, Any]:
 def _audit(event: dict[str, Any], call: dict[str, Any], response: dict[str, Any], started: float) -> dict[str, Any]:
     """Write the call's one audit record; on a sink failure replace the answer with a 503 (fail closed)."""
     status = int(response.get("statusCode", 500))
-    outcome: Outcome | None = call.get("outcome") if status == HTTPStatus.OK else None
-    texts: list[str] = call.get("texts") or texts_from_event(event)
-    match = PREDICT_PATH.match(str(event.get("path", "")))
-    model = call.get("model") or (match.group("model") if match else None)
-    version = package = backend = None
-    if outcome is not None:
-        version, package = outcome.response.version, outcome.response.package_version
-        backend = outcome.backend.kind
-    else:
-        local = STATE.service.backends.get(model or "")
-        if isinstance(local, LocalBackend):  # a refused call still names the version that would have answered
-            version, package, backend = local.predictor.version, local.package_version, local.kind
     latency_ms = (time.perf_counter() - started) * 1000
-    record = record_from_event(
+    record = call_record(
         event,
-        request_id=_request_id(),
+        service=STATE.service,
+        auditor=STATE.auditor,
+        outcome=call.get("outcome") if status == HTTPStatus.OK else None,
+        model=call.get("model"),
+        texts=call.get("texts"),
         status=status,
-        latency_ms=latency_ms,
-        model=model,
-        model_version=version,
-        package_version=package,
-        backend=backend,
-        inputs=digest_inputs(texts),
-        texts=STATE.auditor.texts_for_record(texts) if texts else None,
-        outputs=None
-        if outcome is None
-        else [OutputRecord(label=p.label, score=p.score, reason=p.reason) for p in outcome.response.predictions],
         error=call.get("error"),
+        request_id=_request_id(),
+        latency_ms=latency_ms,
     )
     metric("Latency", MetricUnit.Milliseconds, latency_ms)
     try:

@@ -205,3 +205,26 @@ def test_tarball_with_a_link_instead_of_a_file_is_refused(toy_dir: Path, tmp_pat
 def test_serving_normalizes_text_as_ingestion_does() -> None:
     # A zero-width space is removed from curated training data, so the cache key and the model input drop it too
     assert normalize_text("pass\u200bword\x07 reset") == "password reset"
+
+
+def test_a_refused_call_is_audited_with_the_version_that_would_have_answered(
+    predictor: Predictor, tmp_path: Path
+) -> None:
+    from cnai.audit import Auditor, FileSink
+    from cnai.serve import proxy_event
+    from cnai.serving import LocalBackend, ModelService, call_record
+
+    # Given a service with one local model and a call refused before it answered (413: too many inputs)
+    service = ModelService({"toy": LocalBackend(predictor, "toy", package_version="7")})
+    auditor = Auditor(FileSink(tmp_path / "a.jsonl"))
+    body = json.dumps({"inputs": ["I lost my card", "refund"]}).encode()
+    event = proxy_event("POST", "/v1/models/toy/predict", {}, body, "192.0.2.1", "arn:aws:iam::1:user/u")
+    # When its record is built (no outcome, model and texts recovered from the event)
+    record = call_record(
+        event, service=service, auditor=auditor, outcome=None, model=None, texts=None, status=413,
+        error="too_large", request_id="r1", latency_ms=1.5,
+    )  # fmt: skip
+    # Then it names the model, the version and package that would have answered, and hashes both inputs
+    assert (record.model, record.model_version, record.package_version) == ("toy", predictor.version, "7")
+    assert len(record.inputs) == 2 and record.outputs is None and record.status == 413
+    assert record.caller.id == "arn:aws:iam::1:user/u" and record.source_ip == "192.0.2.1"
