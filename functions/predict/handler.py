@@ -268,7 +268,8 @@ def _admit(event: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None
     if body_is_json(content_type):
         # Powertools parses only application/json as JSON: say so for the other JSON spellings we accept.
         media = (content_type or "").split(";")[0].strip().lower()
-        return (event if media in ("", "application/json") else _with_json_type(event)), None
+        keep = content_type is None or media == "application/json"  # e.g. ";" parses as no media type
+        return (event if keep else _with_json_type(event)), None
     CALL.get({})["error"] = "unsupported_media_type"
     shown = (content_type or "")[:100]
     body = error_body("unsupported_media_type", f"content type {shown!r} is not supported; send application/json")
