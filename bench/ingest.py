@@ -3,12 +3,12 @@
 A generated set (default 50,000 records; 10% malformed, 20% PII-bearing, the rest clean banking-style
 questions) is turned into Kinesis event records (base64 data, as Lambda delivers them), then:
 
-- no_s3:   decode + validate + normalize + redact every record (cnai.ingest.curate), S3 excluded;
+- no_s3:   decode + validate + normalize + redact every record (cnai.ingest.curate.curate), S3 excluded;
 - with_s3: the same plus JSONL.gz serialization and one PutObject per 500-record batch to S3 (moto, in
            process), through the consumer's LakeWriter;
 - consumer_moto: the whole Lambda path (powertools BatchProcessor, record-level idempotency on DynamoDB,
            S3), on a smaller slice put on a moto Kinesis stream and delivered by the local event source
-           mapping (cnai/ingest_local.py: retries, bisect, DLQ). moto's DynamoDB costs far more per call than
+           mapping (cnai/local/kinesis.py: retries, bisect, DLQ). moto's DynamoDB costs far more per call than
            the real service, so this figure is a floor, not a forecast. Kinesis only carries bytes, so the
            slice's bad-base64 payloads arrive as (valid base64 of) their text and are quarantined as bad JSON.
 
@@ -97,7 +97,7 @@ def pin_one_core() -> str:
 
 
 def bench_no_s3(payloads: list[str]) -> tuple[float, dict[str, int]]:
-    from cnai.ingest import Curated, curate
+    from cnai.ingest.curate import Curated, curate
 
     arrival = datetime.now(UTC)
     counts = {"curated": 0, "quarantined": 0, "redacted_records": 0}
@@ -125,8 +125,8 @@ def bench_with_s3(payloads: list[str], batch: int = 500) -> tuple[float, dict[st
     import boto3
     from moto import mock_aws
 
-    from cnai.ingest import Curated, curate
-    from cnai.ingest_consumer import LakeWriter
+    from cnai.ingest.consumer import LakeWriter
+    from cnai.ingest.curate import Curated, curate
 
     arrival = datetime.now(UTC)
     counts = {"curated": 0, "quarantined": 0, "objects": 0}
@@ -161,8 +161,8 @@ def bench_consumer_moto(payloads: list[str], batch: int = 500) -> tuple[float, d
     import boto3
     from moto import mock_aws
 
-    from cnai.ingest_consumer import BatchReport
-    from cnai.ingest_local import LocalEventSourceMapping
+    from cnai.ingest.consumer import BatchReport
+    from cnai.local.kinesis import LocalEventSourceMapping
 
     env = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1",
            "CNAI_LAKE_BUCKET": "bench-lake", "CNAI_IDEMPOTENCY_TABLE": "bench-idem",
@@ -192,7 +192,7 @@ def bench_consumer_moto(payloads: list[str], batch: int = 500) -> tuple[float, d
             assert kinesis.put_records(StreamName="bench", Records=entries)["FailedRecordCount"] == 0
         module = importlib.reload(importlib.import_module("functions.ingest.handler"))
         reports: list[BatchReport] = []
-        module.emit = reports.append
+        module.emit_report = reports.append
         seconds = 0.0
 
         def timed(event: dict[str, Any], context: Any) -> dict[str, Any]:  # the handler's time, not moto Kinesis'

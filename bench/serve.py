@@ -99,7 +99,7 @@ def bench_handler(model: Path, texts: list[str], calls: int, batches: int) -> di
         "POWERTOOLS_SERVICE_NAME": "cnai-predict",
     }
     os.environ.update(env)
-    from cnai.serve import LocalContext
+    from cnai.local.server import LocalContext
     from functions.predict import handler as module
     from functions.predict.settings import load_settings
 

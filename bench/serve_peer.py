@@ -2,7 +2,7 @@
 
 The teacher (all-MiniLM-L6-v2 fine-tuned by the model factory, mean pooling + linear head) runs through a
 Hugging Face transformers `pipeline("text-classification")` on PyTorch, answering the same JSON body
-(`{"inputs": ..., "top_k": k}`) through cnai.serve's server and API Gateway event conversion. Only the
+(`{"inputs": ..., "top_k": k}`) through cnai.local.server's server and API Gateway event conversion. Only the
 model path differs from `cnai serve`: no ONNX, no int8, no distillation (and no audit trail, which only
 makes the peer's job lighter).
 
@@ -26,7 +26,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertPreTrainedModel, pipeline
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from cnai.serve import serve_forever
+from cnai.local.server import serve_forever
 
 
 class MeanPoolClassifier(BertPreTrainedModel):

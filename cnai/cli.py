@@ -29,7 +29,7 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Classify texts with a model artifact, on this machine."""
-    from cnai.predictor import Predictor
+    from cnai.model.predictor import Predictor
 
     try:
         predictor = Predictor.from_dir(model_dir)
@@ -57,7 +57,7 @@ def predict(
 @app.command()
 def info(model_dir: Annotated[Path, typer.Option(help="model artifact directory")]) -> None:
     """Verify an artifact (sha256 of every file) and print its model card."""
-    from cnai.artifact import load_artifact
+    from cnai.model.artifact import load_artifact
 
     try:
         artifact = load_artifact(model_dir)
@@ -84,7 +84,7 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="processes sharing the port (one per core)")] = 1,
 ) -> None:
     """Serve a model over HTTP with the predict Lambda's own handler (API Gateway events, audit included)."""
-    from cnai.serve import LOOPBACK, run
+    from cnai.local.server import LOOPBACK, run
 
     if model is not None and model_dir is None:
         _fail(CnaiError("--model (a registered model) needs the model registry, not set up yet; use --model-dir"))
@@ -123,7 +123,7 @@ def audit(
     ] = False,
 ) -> None:
     """Query audit records by caller and time (JSON lines out); optionally verify their hash chains."""
-    from cnai.audit import AuditDamageError, read_records, verify_chain
+    from cnai.audit.trail import AuditDamageError, read_records, verify_chain
 
     try:
         records = list(read_records(source, caller=caller, start=since, end=until))
@@ -144,8 +144,8 @@ def audit(
 
 
 def _register_ingestion() -> None:
-    # `cnai ingest FILE --stream NAME` and `cnai dataset build`: cnai/ingest_cli.py
-    from cnai.ingest_cli import register
+    # `cnai ingest FILE --stream NAME` and `cnai dataset build`: cnai/ingest/cli.py
+    from cnai.ingest.cli import register
 
     register(app)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class CnaiError(Exception):
     """Base of every error cnai raises on purpose; anything else is a bug."""
@@ -20,3 +22,19 @@ class DataError(CnaiError):
 
 class ArtifactError(CnaiError):
     """A model artifact is missing, partial or corrupt; it must never be served."""
+
+
+def describe(error: ValidationError, whole: str = "record") -> str:
+    """One line naming each bad field and its problem: `text: is empty after normalization; tenant: ...`."""
+    parts = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(p) for p in item["loc"]) or whole
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            message = "is required"
+        elif item["type"] == "extra_forbidden":
+            message = "is not a known field"
+        elif item["type"] == "string_pattern_mismatch":
+            message = f"does not match {item['ctx']['pattern']}"
+        parts.append(f"{field}: {message}")
+    return "; ".join(parts)

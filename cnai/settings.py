@@ -12,8 +12,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from cnai.errors import CnaiError
-from cnai.records import describe
+from cnai.errors import CnaiError, describe
 
 M = TypeVar("M", bound=BaseModel)
 

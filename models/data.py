@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from cnai.dataset import LabeledData
+from cnai.data.dataset import LabeledData
 
 
 def stratified_indices(labels: Sequence[str], n: int, seed: int) -> list[int]:

@@ -32,7 +32,9 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
 import cnai
-from cnai.artifact import (
+from cnai.data.dataset import LabeledData, check_known_labels, label_order, read_labeled
+from cnai.errors import CnaiError
+from cnai.model.artifact import (
     CARD_FILE,
     LABELS_FILE,
     MODEL_FILE,
@@ -42,9 +44,7 @@ from cnai.artifact import (
     pack,
     write_card,
 )
-from cnai.dataset import LabeledData, check_known_labels, label_order, read_labeled
-from cnai.errors import CnaiError
-from cnai.predictor import Predictor, host_threads, softmax
+from cnai.model.predictor import Predictor, host_threads, softmax
 from models.config import HyperParameters, RunConfig, parse
 from models.data import Encoded, encode, serving_tokenizer, split_dev, stratified_indices, subset
 from models.evaluate import classification_metrics, fit_temperature, measure_latency, write_report

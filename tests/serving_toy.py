@@ -16,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-from cnai.artifact import LABELS_FILE, MODEL_FILE, TOKENIZER_FILE, ModelCard, write_card
+from cnai.model.artifact import LABELS_FILE, MODEL_FILE, TOKENIZER_FILE, ModelCard, write_card
 
 LABELS = ["card_lost", "refund", "top_up"]
 WORDS = {"card": (0, 4.0), "lost": (0, 2.0), "stolen": (0, 3.0), "refund": (1, 5.0), "money": (1, 1.0), "top": (2, 3.0)}

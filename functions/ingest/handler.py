@@ -1,4 +1,4 @@
-"""The Kinesis consumer Lambda. Thin: wire settings, clients and observability to cnai.ingest_consumer.
+"""The Kinesis consumer Lambda. Thin: wire settings, clients and observability to cnai.ingest.consumer.
 
 Clients and the idempotency persistence layer are built once per container, at import (cold start).
 Reports partial batch failures (`ReportBatchItemFailures` on the event source mapping).
@@ -13,8 +13,8 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cnai.ingest_consumer import CuratingProcessor, LakeWriter, Ledger
-from functions.ingest.observability import emit, logger, metrics, tracer
+from cnai.ingest.consumer import CuratingProcessor, LakeWriter, Ledger, emit_report
+from cnai.observability import logger, metrics, tracer
 from functions.ingest.settings import IngestSettings
 
 settings = IngestSettings.from_env()
@@ -35,7 +35,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         ledger,
         writer,
         remaining_ms=context.get_remaining_time_in_millis,
-        on_report=emit,
+        on_report=emit_report,
         concurrency=settings.claim_concurrency,
     )
     return dict(

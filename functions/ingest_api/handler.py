@@ -1,4 +1,4 @@
-"""POST /v1/ingest behind API Gateway (REST proxy). Thin: route, call cnai.ingest_api, map errors to HTTP.
+"""POST /v1/ingest behind API Gateway (REST proxy). Thin: route, call cnai.ingest.api, map errors to HTTP.
 
 Answers 200 with one result per record (accepted with id and sequence number, rejected with the field
 named, or failed-retryable), 400/413 when the request itself is unusable.
@@ -16,9 +16,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cnai.ingest_api import RequestError, ingest_request
-from cnai.producer import Producer
-from functions.ingest_api.observability import logger, metrics, tracer
+from cnai.ingest.api import RequestError, ingest_request
+from cnai.ingest.producer import Producer
+from cnai.observability import logger, metrics, tracer
 from functions.ingest_api.settings import IngestApiSettings
 
 settings = IngestApiSettings.from_env()

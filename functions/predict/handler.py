@@ -1,11 +1,11 @@
-"""The predict Lambda behind API Gateway (REST proxy). Thin: parse, call cnai.serving, shape, audit.
+"""The predict Lambda behind API Gateway (REST proxy). Thin: parse, call cnai.serving.service, shape, audit.
 
 Routes: POST /v1/models/{model}/predict, GET /v1/models, GET /v1/models/{model}, GET /v1/health,
 GET /v1/openapi.json. The model is loaded once per container, at init (module import).
 
 Every predict call leaves exactly one audit record, whatever its outcome (400, 404, 413, 415, 500 ...):
 `dispatch` writes it after routing, with the final status. If the audit sink fails, the call fails
-closed with 503 and the prediction is withheld (cnai.audit explains where the record goes instead).
+closed with 503 and the prediction is withheld (cnai.audit.trail explains where the record goes instead).
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ from aws_lambda_powertools.logging import correlation_paths  # noqa: E402
 from aws_lambda_powertools.metrics import MetricUnit  # noqa: E402
 from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 
-from cnai.audit import (  # noqa: E402
+from cnai.audit.trail import (  # noqa: E402
     Auditor,
     AuditUnavailableError,
     sink_from_uri,
 )
 from cnai.errors import CnaiError  # noqa: E402
-from cnai.predictor import Predictor  # noqa: E402
-from cnai.serving import (  # noqa: E402
+from cnai.model.predictor import Predictor  # noqa: E402
+from cnai.observability import METRICS_ON, logger, metric, metrics, tracer  # noqa: E402
+from cnai.serving.service import (  # noqa: E402
     PREDICT_PATH,
     Backend,
     BackendError,
@@ -54,7 +55,6 @@ from cnai.serving import (  # noqa: E402
     body_is_json,
     call_record,
 )
-from functions.predict.observability import METRICS_ON, logger, metric, metrics, tracer  # noqa: E402
 from functions.predict.settings import PredictSettings, load_settings  # noqa: E402
 
 

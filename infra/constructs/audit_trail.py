@@ -6,7 +6,7 @@ decompresses the CloudWatch envelope, keeps the message only, one JSON record pe
 an audit bucket under date partitions `audit/year=YYYY/month=MM/day=DD/`. The bucket is a SecureBucket (CMK,
 versioning, TLS-only, access logs) with Object Lock default retention: a record cannot be altered or deleted
 before `retention_days`, not even by the account root in COMPLIANCE mode. Lines also carry a per-container
-hash chain (cnai/audit.py), so a gap or an edit inside a chain is visible.
+hash chain (cnai/audit/trail.py), so a gap or an edit inside a chain is visible.
 
 Query by caller and time: a Glue table over the prefix with partition projection, and an Athena workgroup that
 enforces KMS-encrypted results (see docs/serving-infra.md for the queries). Why Athena and not Logs Insights:
@@ -15,7 +15,7 @@ run on it.
 
 Failure of the sink: Firehose retries delivery for 24 h and writes what it could not deliver under
 `errors/` in the same locked bucket; its own delivery errors go to a log group. Upstream, the handler fails
-closed (cnai/audit.py): a call whose record cannot be written is not answered.
+closed (cnai/audit/trail.py): a call whose record cannot be written is not answered.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from infra.constructs.secure_bucket import SecureBucket
 FILTER_PATTERN = "{ $.cnai_audit IS TRUE }"
 PREFIX = "audit/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
 ERROR_PREFIX = "errors/!{firehose:error-output-type}/year=!{timestamp:yyyy}/month=!{timestamp:MM}/day=!{timestamp:dd}/"
-# Glue columns of one audit record (cnai/audit.py AuditRecord); tests keep the two in step.
+# Glue columns of one audit record (cnai/audit/trail.py AuditRecord); tests keep the two in step.
 COLUMNS: Sequence[tuple[str, str]] = (
     ("cnai_audit", "boolean"),
     ("schema_version", "int"),

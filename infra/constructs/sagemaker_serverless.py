@@ -1,6 +1,6 @@
 """SageMaker Serverless Inference for the same model.tar.gz the predict Lambda serves (for models too big for it).
 
-Model data: the artifact tar as is. `cnai.sagemaker.package_model` writes it with the artifact files at the
+Model data: the artifact tar as is. `cnai.serving.sagemaker.package_model` writes it with the artifact files at the
 root (what the Lambda's predictor loads and verifies) and `code/` beside them: `inference.py` (the
 model_fn/input_fn/predict_fn/output_fn hooks over cnai's Predictor), the cnai modules it needs and a
 requirements.txt (onnxruntime, tokenizers, numpy, pydantic) that the container installs at start. The

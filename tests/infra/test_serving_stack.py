@@ -287,7 +287,7 @@ def test_a_stuck_or_failing_audit_sink_raises_alarms(default: assertions.Templat
 def test_glue_table_has_a_column_for_every_audit_record_field_and_date_partitions(
     default: assertions.Template,
 ) -> None:
-    from cnai.audit import AuditRecord
+    from cnai.audit.trail import AuditRecord
 
     table = only(default, "AWS::Glue::Table")["TableInput"]
     columns = [c["Name"] for c in table["StorageDescriptor"]["Columns"]]
@@ -314,7 +314,7 @@ def test_serverless_endpoint_serves_the_same_tar_with_its_code_folder(
 ) -> None:
     model = only(default, "AWS::SageMaker::Model")["PrimaryContainer"]
     assert model["ModelDataUrl"] == "s3://acme-models/models/banking77/model.tar.gz"
-    # The tar's code/ folder (cnai.sagemaker.package_model) is the inference code: no second bundle
+    # The tar's code/ folder (cnai.serving.sagemaker.package_model) is the inference code: no second bundle
     assert model["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
     assert model["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
     # A Python 3.12 image from the regional mapping (cnai needs >= 3.11)

@@ -17,8 +17,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from cnai.ingest import read_jsonl_gz
-from cnai.ingest_local import kinesis_event_record
+from cnai.ingest.curate import read_jsonl_gz
+from cnai.local.kinesis import kinesis_event_record
 
 BUCKET = "cnai-lake-test"
 TABLE = "cnai-idempotency-test"

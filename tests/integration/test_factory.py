@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cnai.artifact import load_artifact
 from cnai.cli import app
-from cnai.dataset import read_labeled
-from cnai.predictor import Predictor
+from cnai.data.dataset import read_labeled
+from cnai.model.artifact import load_artifact
+from cnai.model.predictor import Predictor
 from models.train import main
 from tests.conftest import ROOT, train_args
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cnai.lambda_local import LocalContext
+from cnai.local.context import LocalContext
 from tests.integration import ingest_env
 from tests.integration.ingest_env import STREAM, Lake
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bench import ingest as bench
-from cnai.ingest_consumer import LakeWriter
+from cnai.ingest.consumer import LakeWriter
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -14,9 +14,9 @@ import pytest
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from botocore.exceptions import ClientError
 
-from cnai.ingest import MAX_PAYLOAD_BYTES
-from cnai.ingest_consumer import BatchReport, CuratingProcessor, LakeWriter
-from cnai.lambda_local import LocalContext
+from cnai.ingest.consumer import BatchReport, CuratingProcessor, LakeWriter
+from cnai.ingest.curate import MAX_PAYLOAD_BYTES
+from cnai.local.context import LocalContext
 from tests.integration import ingest_env
 from tests.integration.ingest_env import Lake, b64, event, payload
 
@@ -29,17 +29,17 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 def invoke(lake: Lake, evt: dict[str, Any]) -> tuple[list[str], BatchReport]:
     reports: list[BatchReport] = []
-    original = lake.module.emit
+    original = lake.module.emit_report
 
     def capture(report: BatchReport) -> None:
         reports.append(report)
         original(report)
 
-    lake.module.emit = capture
+    lake.module.emit_report = capture
     try:
         response = lake.module.handler(evt, LocalContext())
     finally:
-        lake.module.emit = original
+        lake.module.emit_report = original
     failures = [f["itemIdentifier"] for f in response["batchItemFailures"]]
     assert reports[0].balanced
     assert sorted(failures) == sorted(reports[0].failed_sequence_numbers)
@@ -165,7 +165,7 @@ def test_whole_batch_failure_is_a_partial_response_naming_every_record(lake: Lak
 
 def test_record_claimed_by_another_invocation_is_retried_not_dropped(lake: Lake) -> None:
     # Given another invocation holds the claim on a record (in progress, not expired)
-    from cnai.records import parse_record
+    from cnai.ingest.records import parse_record
 
     busy = parse_record({"text": "busy one", "source": "test", "tenant": "acme"})
     assert lake.module.ledger.claim(str(busy.id), 600_000) == "new"
@@ -194,7 +194,7 @@ def test_claim_errors_after_the_write_are_counted_logged_and_emitted(
     monkeypatch.setattr(lake.module.ledger, "complete", broken)
     evt = event(payload("one", id="rec-1"), payload("two", id="rec-2"))
     # When the consumer handles a batch
-    with caplog.at_level(logging.WARNING, logger="cnai.ingest_consumer"):
+    with caplog.at_level(logging.WARNING, logger="cnai.ingest.consumer"):
         failures, report = invoke(lake, evt)
     # Then the records are curated (they are in S3) and the failed completions are counted, not dropped
     assert failures == [] and (report.curated, report.claim_errors) == (2, 2)

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnai.cli import app
-from cnai.ingest_local import LocalEventSourceMapping
+from cnai.local.kinesis import LocalEventSourceMapping
 from cnai.redact import find_pii
 from tests.integration import ingest_env
 from tests.integration.ingest_env import BUCKET, STREAM, Lake

@@ -27,7 +27,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 app = APIGatewayRestResolver(enable_validation=True)
 import aws_xray_sdk.core
-import cnai.predictor, cnai.artifact
+import cnai.model.predictor, cnai.model.artifact
 assert "site-packages" not in " ".join(m.__file__ or "" for m in (np, ort, tokenizers, pydantic))
 print("ok", ort.__file__)
 """

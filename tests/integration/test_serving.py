@@ -22,13 +22,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from cnai.artifact import pack
-from cnai.audit import Auditor, S3Sink, read_records, verify_chain
+from cnai.audit.trail import Auditor, S3Sink, read_records, verify_chain
 from cnai.errors import ArtifactError
-from cnai.predictor import Predictor
-from cnai.sagemaker import input_fn, model_fn, output_fn, package_model, predict_fn
-from cnai.serve import LocalContext, make_server, proxy_event
-from cnai.sources import fetch_artifact
+from cnai.local.server import LocalContext, make_server, proxy_event
+from cnai.model.artifact import pack
+from cnai.model.fetch import fetch_artifact
+from cnai.model.predictor import Predictor
+from cnai.serving.sagemaker import input_fn, model_fn, output_fn, package_model, predict_fn
 from tests.serving_toy import import_handler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,7 +88,7 @@ def test_missing_s3_object_names_the_uri(s3: Any, tmp_path: Path) -> None:
 
 
 def test_s3_audit_sink_is_queryable_by_caller_and_time(s3: Any) -> None:
-    from cnai.audit import AuditRecord, Caller
+    from cnai.audit.trail import AuditRecord, Caller
 
     auditor = Auditor(S3Sink(BUCKET, "audit", client=s3))
     for i, (who, when) in enumerate([("alice", "2026-11-29T09:59:00.000Z"), ("bob", "2026-11-29T10:01:00.000Z"),
@@ -241,7 +241,7 @@ def test_sagemaker_hooks_round_trip(tiny_artifact: Path) -> None:
      (b"[" * 20000, "application/json", "nested too deeply")],
 )  # fmt: skip
 def test_sagemaker_bad_requests(tiny_artifact: Path, body: bytes, content_type: str, message: str) -> None:
-    from cnai.sagemaker import InferenceError
+    from cnai.serving.sagemaker import InferenceError
 
     service = model_fn(str(tiny_artifact))
     with pytest.raises(InferenceError, match=message):
@@ -255,7 +255,7 @@ def test_sagemaker_package_runs_without_the_repository(tiny_artifact: Path, tmp_
         names = set(tar.getnames())
         tar.extractall(tmp_path / "opt-ml-model", filter="data")
     assert {"model.onnx", "model_card.json", "code/inference.py", "code/requirements.txt"} <= names
-    assert "code/cnai/cli.py" not in names  # serving code only
+    assert "code/cnai/serving/sagemaker.py" in names  # the library ships whole, as folders
     # When the container's Python imports code/inference.py with nothing else on its path
     script = (
         "import json, sys; sys.path[:0] = [sys.argv[1] + '/code']; import inference as m; "

@@ -81,14 +81,19 @@ def test_layer_is_built_at_synth_for_arm64_python312_and_pruned(synthesized: tup
 
 def test_function_asset_is_the_handler_and_cnai_in_the_repository_layout(function_asset: Path) -> None:
     names = files_under(function_asset)
-    assert {"functions/__init__.py", "functions/predict/handler.py", "cnai/predictor.py", "cnai/audit.py"} <= names
+    assert {
+        "functions/__init__.py",
+        "functions/predict/handler.py",
+        "cnai/model/predictor.py",
+        "cnai/audit/trail.py",
+    } <= names
     assert not any(n.startswith(("models/", "tests/", "infra/", "functions/ingest")) for n in names)
     assert not any("__pycache__" in n for n in names)
 
 
 PROBE = """
 import json
-from cnai.serve import LocalContext, proxy_event
+from cnai.local.server import LocalContext, proxy_event
 import functions.predict.handler as predict
 body = json.dumps({"inputs": ["I lost my card", "refund my money please"], "top_k": 2}).encode()
 event = proxy_event("POST", "/v1/models/toy/predict", {"Content-Type": "application/json"}, body, "192.0.2.7",

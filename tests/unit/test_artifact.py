@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cnai.artifact import ModelCard, load_artifact, pack, write_card
 from cnai.errors import ArtifactError
+from cnai.model.artifact import ModelCard, load_artifact, pack, write_card
 
 
 def make_artifact(root: Path, labels: list[str] | None = None) -> Path:

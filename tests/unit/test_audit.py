@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cnai.audit import (
+from cnai.audit.trail import (
     GENESIS,
     Auditor,
     AuditRecord,

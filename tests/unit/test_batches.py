@@ -7,7 +7,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnai.dataset import LabeledData
+from cnai.data.dataset import LabeledData
 from models.data import collate, epoch_batches, eval_batches, split_dev, stratified_indices
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnai.dataset import check_known_labels, label_order, read_labeled
+from cnai.data.dataset import check_known_labels, label_order, read_labeled
 from cnai.errors import DataError
 
 

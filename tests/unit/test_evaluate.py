@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnai.predictor import softmax
+from cnai.model.predictor import softmax
 from models.evaluate import classification_metrics, expected_calibration_error, fit_temperature
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnai.ingest import MAX_PAYLOAD_BYTES, Curated, Quarantined, curate, jsonl_gz, read_jsonl_gz
+from cnai.ingest.curate import MAX_PAYLOAD_BYTES, Curated, Quarantined, curate, jsonl_gz, read_jsonl_gz
 from cnai.redact import find_pii
 
 ARRIVAL = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnai.audit import Auditor, FileSink, read_records
-from cnai.serve import LocalContext, proxy_event
+from cnai.audit.trail import Auditor, FileSink, read_records
+from cnai.local.server import LocalContext, proxy_event
 from tests.serving_toy import build_toy_artifact, import_handler
 
 EVENT = json.loads((Path(__file__).parents[1] / "events" / "apigw_rest_predict.json").read_text())
@@ -351,7 +351,7 @@ def test_a_model_routed_to_sagemaker_is_not_loaded_in_the_function(api: Any, tmp
      ("multipart/form-data; boundary=x", False), ("application/xml", False), ("json", False)],
 )  # fmt: skip
 def test_which_content_types_are_json(content_type: str | None, json_body: bool) -> None:
-    from cnai.serving import body_is_json
+    from cnai.serving.service import body_is_json
 
     assert body_is_json(content_type) is json_body
 

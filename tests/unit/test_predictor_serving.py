@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnai.artifact import pack
 from cnai.errors import ArtifactError
-from cnai.predictor import LRUCache, Predictor
-from cnai.sources import fetch_artifact
+from cnai.model.artifact import pack
+from cnai.model.fetch import fetch_artifact
+from cnai.model.predictor import LRUCache, Predictor
 from cnai.text import normalize_text
 from tests.serving_toy import build_toy_artifact
 
@@ -210,9 +210,9 @@ def test_serving_normalizes_text_as_ingestion_does() -> None:
 def test_a_refused_call_is_audited_with_the_version_that_would_have_answered(
     predictor: Predictor, tmp_path: Path
 ) -> None:
-    from cnai.audit import Auditor, FileSink
-    from cnai.serve import proxy_event
-    from cnai.serving import LocalBackend, ModelService, call_record
+    from cnai.audit.trail import Auditor, FileSink
+    from cnai.local.server import proxy_event
+    from cnai.serving.service import LocalBackend, ModelService, call_record
 
     # Given a service with one local model and a call refused before it answered (413: too many inputs)
     service = ModelService({"toy": LocalBackend(predictor, "toy", package_version="7")})

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from cnai.ingest_files import Mapping, count_rows, read_rows
-from cnai.producer import (
+from cnai.ingest.files import Mapping, count_rows, read_rows
+from cnai.ingest.producer import (
     MAX_BATCH_BYTES,
     MAX_BATCH_RECORDS,
     Entry,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cnai.records import MAX_METADATA_BYTES, MAX_TEXT_CHARS, RecordError, parse_record
+from cnai.ingest.records import MAX_METADATA_BYTES, MAX_TEXT_CHARS, RecordError, parse_record
 from cnai.text import normalize_text
 
 BASE = {"text": "I lost my card", "source": "app", "tenant": "acme"}

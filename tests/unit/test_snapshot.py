@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from cnai.data.snapshot import LocalStore, build_snapshot, is_test
 from cnai.errors import DataError
-from cnai.ingest import jsonl_gz, read_jsonl_gz
-from cnai.snapshot import LocalStore, build_snapshot, is_test
+from cnai.ingest.curate import jsonl_gz, read_jsonl_gz
 
 
 def row(i: int, day: str, label: str | None = "a", text: str | None = None) -> dict:
@@ -75,7 +75,7 @@ def test_empty_range_and_bad_arguments_name_the_problem(tmp_path: Path) -> None:
 
 
 def test_prepare_dataset_answers_the_training_channels_and_names_bad_fields(tmp_path: Path) -> None:
-    from cnai.snapshot import prepare_dataset
+    from cnai.data.snapshot import prepare_dataset
 
     store = lake(tmp_path)
     out = prepare_dataset({"start": "2026-02-01", "end": "2026-02-02", "name": "b77"}, store, "s3://lake/")

@@ -1,7 +1,8 @@
-"""Logger, Tracer and Metrics, created once for the predict function (one place, one configuration).
+"""Logger, Tracer and Metrics, created once per process for every cnai function and server (one configuration).
 
 Service name, namespace and log level come from POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE
-and POWERTOOLS_LOG_LEVEL; the defaults below only apply outside a deployment (tests, `cnai serve`).
+and POWERTOOLS_LOG_LEVEL; infra sets them per function; the defaults below only apply outside a deployment
+(tests, `cnai serve`).
 
 Tracing: in Lambda (LAMBDA_TASK_ROOT set) with tracing not disabled, the Tracer uses the X-Ray SDK as
 usual. Everywhere else (tests, `cnai serve`, the benchmarks) and when POWERTOOLS_TRACE_DISABLED is true,
@@ -21,7 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "cnai-predict")
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "cnai")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "cnai")
 
 

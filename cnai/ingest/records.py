@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator, model_validator
 
-from cnai.errors import CnaiError
+from cnai.errors import CnaiError, describe
 from cnai.text import normalize_text
 
 MAX_TEXT_CHARS = 10_000
@@ -111,22 +111,6 @@ class Record(BaseModel):
             "timestamp": self.timestamp.isoformat().replace("+00:00", "Z") if self.timestamp else None,
             "metadata": self.metadata,
         }
-
-
-def describe(error: ValidationError, whole: str = "record") -> str:
-    """One line naming each bad field and its problem: `text: is empty after normalization; tenant: ...`."""
-    parts = []
-    for item in error.errors(include_url=False):
-        field = ".".join(str(p) for p in item["loc"]) or whole
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "missing":
-            message = "is required"
-        elif item["type"] == "extra_forbidden":
-            message = "is not a known field"
-        elif item["type"] == "string_pattern_mismatch":
-            message = f"does not match {item['ctx']['pattern']}"
-        parts.append(f"{field}: {message}")
-    return "; ".join(parts)
 
 
 class RecordError(CnaiError, ValueError):

@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from cnai.artifact import Artifact, load_artifact
+from cnai.model.artifact import Artifact, load_artifact
 from cnai.text import normalize_text
 
 
@@ -142,7 +142,7 @@ class Predictor:
         s3_client: Any = None,
     ) -> Predictor:
         """A local directory or tarball, s3://bucket/prefix/ or s3://.../model.tar.gz, verified before use."""
-        from cnai.sources import fetch_artifact
+        from cnai.model.fetch import fetch_artifact
 
         artifact = fetch_artifact(uri, version_id, cache_dir=cache_dir, s3_client=s3_client)
         return cls(artifact, threads=threads, cache_size=cache_size)

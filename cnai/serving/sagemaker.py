@@ -1,6 +1,6 @@
 """SageMaker Serverless Inference: the four hooks of the SageMaker inference toolkit, on the same Predictor.
 
-For models too large for Lambda. The endpoint speaks the predict API's JSON (cnai.serving.PredictRequest in,
+For models too large for Lambda. The endpoint speaks the predict API's JSON (cnai.serving.service.PredictRequest in,
 PredictResponse out) plus {"describe": true} for the model card summary, so the predict Lambda can route
 a model to the endpoint by configuration (CNAI_SAGEMAKER_ENDPOINTS) and answer exactly as for a local one.
 The Lambda writes the audit record for routed calls; the endpoint itself is reachable only with IAM.
@@ -19,14 +19,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cnai.artifact import CARD_FILE, PAYLOAD_FILES, load_artifact
 from cnai.errors import CnaiError
-from cnai.predictor import Predictor
-from cnai.serving import LocalBackend, ModelService, PredictRequest
+from cnai.model.artifact import CARD_FILE, PAYLOAD_FILES, load_artifact
+from cnai.model.predictor import Predictor
+from cnai.serving.service import LocalBackend, ModelService, PredictRequest
 
 JSON = "application/json"
-# The modules the container imports: the serving path only (no CLI, no training, no AWS clients).
-CODE_MODULES = ("__init__.py", "errors.py", "artifact.py", "predictor.py", "serving.py", "sagemaker.py")
+# code/inference.py: the inference toolkit imports the four hooks from here (the library, shipped whole).
+ENTRY = (
+    '"""SageMaker inference toolkit entry point."""\n\n'
+    "from cnai.serving.sagemaker import input_fn, model_fn, output_fn, predict_fn\n\n"
+    '__all__ = ["input_fn", "model_fn", "output_fn", "predict_fn"]\n'
+)
 REQUIREMENTS = "onnxruntime>=1.20,<2\ntokenizers>=0.21,<1\nnumpy>=2.0,<3\npydantic>=2.7,<3\n"
 
 
@@ -76,16 +80,13 @@ def output_fn(prediction: dict[str, Any], accept: str) -> tuple[str, str]:
 def package_model(artifact_dir: str | Path, tar_path: str | Path) -> Path:
     """model.tar.gz for a SageMaker Model: artifact at the root, inference code under code/."""
     artifact = load_artifact(artifact_dir)  # refuse to package a corrupt artifact
-    package = Path(__file__).resolve().parent
-    entry = package.parent / "functions" / "sagemaker_inference" / "inference.py"
+    package = Path(__file__).resolve().parents[1]  # the whole cnai package ships: folders, never file lists
     tar_path = Path(tar_path)
     tar_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         code = Path(tmp) / "code"
-        (code / "cnai").mkdir(parents=True)
-        for module in CODE_MODULES:
-            shutil.copy2(package / module, code / "cnai" / module)
-        shutil.copy2(entry, code / "inference.py")
+        shutil.copytree(package, code / "cnai", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        (code / "inference.py").write_text(ENTRY, encoding="utf-8")
         (code / "requirements.txt").write_text(REQUIREMENTS, encoding="utf-8")
         with tarfile.open(tar_path, "w:gz") as tar:
             for name in (*PAYLOAD_FILES, CARD_FILE):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cnai.lambda_local import LocalContext
+from cnai.local.context import LocalContext
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

@@ -27,9 +27,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cnai.errors import DataError
-from cnai.ingest import jsonl_gz, read_jsonl_gz
-from cnai.records import describe
+from cnai.errors import DataError, describe
+from cnai.ingest.curate import jsonl_gz, read_jsonl_gz
 
 SPLIT_SALT = "cnai-split-v1"
 TOP_TOKENS = 200

@@ -2,7 +2,7 @@
 
 Flow of one invocation (powertools `BatchProcessor` for Kinesis, `process_partial_response`):
 
-1. each record is curated in memory (cnai/ingest.py) and claimed in the idempotency table by its id
+1. each record is curated in memory (cnai/ingest/curate.py) and claimed in the idempotency table by its id
    (powertools Idempotency persistence layer on DynamoDB): a claimed-and-completed id is a duplicate and
    is skipped; an id another invocation holds in progress fails and is retried later;
 2. after the whole batch, the staged records are written as JSONL.gz objects (one per date partition,
@@ -30,13 +30,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyItemAlreadyExistsError
 from aws_lambda_powertools.utilities.idempotency.persistence.base import STATUS_CONSTANTS, BasePersistenceLayer
 
-from cnai.ingest import Curated, Quarantined, arrival_time, curate, jsonl_gz
+from cnai.ingest.curate import Curated, Quarantined, arrival_time, curate, jsonl_gz
+from cnai.observability import logger, metrics
 
 Claim = Literal["new", "duplicate", "busy"]
 
@@ -288,3 +290,30 @@ def _when(outcome: Curated) -> datetime:
 
 def _sequence(raw: dict[str, Any]) -> str:
     return str(raw.get("kinesis", {}).get("sequenceNumber", "0"))
+
+
+def emit_report(report: BatchReport) -> None:
+    """One batch's figures as EMF metrics plus one structured log line (the invariant included)."""
+    metrics.add_metric(name="RecordsIn", unit=MetricUnit.Count, value=report.records_in)
+    metrics.add_metric(name="RecordsCurated", unit=MetricUnit.Count, value=report.curated)
+    metrics.add_metric(name="RecordsQuarantined", unit=MetricUnit.Count, value=report.quarantined)
+    metrics.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=report.duplicates)
+    metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=report.failed)
+    metrics.add_metric(name="ClaimErrors", unit=MetricUnit.Count, value=report.claim_errors)
+    metrics.add_metric(name="BatchLatency", unit=MetricUnit.Milliseconds, value=report.seconds * 1000)
+    for kind, count in sorted(report.redactions.items()):
+        metrics.add_metric(name=f"Redacted_{kind}", unit=MetricUnit.Count, value=count)
+    logger.info(
+        "batch processed",
+        extra={
+            "records_in": report.records_in,
+            "curated": report.curated,
+            "quarantined": report.quarantined,
+            "duplicates": report.duplicates,
+            "failed": report.failed,
+            "claim_errors": report.claim_errors,
+            "balanced": report.balanced,
+            "objects": report.objects,
+            "failed_sequence_numbers": report.failed_sequence_numbers,
+        },
+    )

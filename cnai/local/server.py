@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cnai.errors import CnaiError
-from cnai.lambda_local import LocalContext as LocalContext  # re-exported for tests and bench
+from cnai.local.context import LocalContext as LocalContext  # re-exported for tests and bench
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}

@@ -1,7 +1,7 @@
 """The serving domain: the wire schema, the models a deployment serves, limits, and SageMaker routing.
 
 Shared by the predict Lambda (functions/predict), `cnai serve` (which calls that same handler) and the
-SageMaker Serverless container (cnai/sagemaker.py), so every place answers with the same JSON.
+SageMaker Serverless container (cnai/serving/sagemaker.py), so every place answers with the same JSON.
 HTTP concerns (status codes, content types, audit of the call) live in the handler; this module raises
 domain errors that the handler maps to codes in one place.
 """
@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
-from cnai.audit import Auditor, AuditRecord, OutputRecord, digest_inputs, record_from_event
+from cnai.audit.trail import Auditor, AuditRecord, OutputRecord, digest_inputs, record_from_event
 from cnai.errors import CnaiError
-from cnai.predictor import Attribution, Prediction, Predictor
+from cnai.model.predictor import Attribution, Prediction, Predictor
 
 MAX_EXPLAIN_INPUTS = 16  # occlusion costs one forward pass per word: bound the work of one request
 
@@ -218,7 +218,7 @@ class LocalBackend:
 
 @dataclass
 class SageMakerBackend:
-    """A model too large for Lambda, served by a SageMaker Serverless endpoint running cnai/sagemaker.py.
+    """A model too large for Lambda, served by a SageMaker Serverless endpoint running cnai/serving/sagemaker.py.
 
     The endpoint speaks the same JSON; its model card comes from a {"describe": true} invocation, once.
     """

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnai.artifact import CARD_FILE, PAYLOAD_FILES, Artifact, load_artifact
 from cnai.errors import ArtifactError
+from cnai.model.artifact import CARD_FILE, PAYLOAD_FILES, Artifact, load_artifact
 
 
 def default_cache() -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnai.errors import DataError
-from cnai.records import RecordError
+from cnai.ingest.records import RecordError
 
 FIELDS = ("id", "text", "label", "source", "tenant", "timestamp", "metadata")
 FORMATS = ("csv", "jsonl", "parquet")

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cnai.producer import DEFAULT_SPREAD, Entry, Producer, SendSummary, entry_for
-from cnai.records import RecordError, parse_record
+from cnai.ingest.producer import DEFAULT_SPREAD, Entry, Producer, SendSummary, entry_for
+from cnai.ingest.records import RecordError, parse_record
 
 MAX_REQUEST_RECORDS = 500  # one PutRecords call; larger batches belong to `cnai ingest`
 

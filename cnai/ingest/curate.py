@@ -2,7 +2,7 @@
 
 Each Kinesis record ends as exactly one of: `Curated` (a clean, redacted record for the data lake) or
 `Quarantined` (the original payload and the reason, field named). The consumer adds the third outcome,
-a failure that Lambda retries and finally dead-letters; see cnai/ingest_consumer.py.
+a failure that Lambda retries and finally dead-letters; see cnai/ingest/consumer.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from cnai.records import Record, RecordError, parse_record
+from cnai.ingest.records import Record, RecordError, parse_record
 from cnai.redact import redact
 
 # One record's JSON payload. The text limit (10,000 characters, up to 4 bytes each) plus 4 KiB of metadata

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnai.ingest import MAX_PAYLOAD_BYTES, encode_record
-from cnai.records import Record, RecordError, parse_record
+from cnai.ingest.curate import MAX_PAYLOAD_BYTES, encode_record
+from cnai.ingest.records import Record, RecordError, parse_record
 
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024

@@ -48,8 +48,8 @@ def ingest(
     """
     import boto3
 
-    from cnai.ingest_files import Mapping, count_rows, detect_format, read_rows
-    from cnai.producer import Producer, SendSummary, entries_from_rows
+    from cnai.ingest.files import Mapping, count_rows, detect_format, read_rows
+    from cnai.ingest.producer import Producer, SendSummary, entries_from_rows
 
     try:
         fmt = fmt or detect_format(file)
@@ -105,7 +105,7 @@ def dataset_build(
     tenant: Annotated[str | None, typer.Option(help="only this tenant's records")] = None,
 ) -> None:
     """Freeze the curated records of a date range into a versioned train/test dataset with a manifest."""
-    from cnai.snapshot import build_snapshot, store_for
+    from cnai.data.snapshot import build_snapshot, store_for
 
     try:
         first, last = date.fromisoformat(start), date.fromisoformat(end)
