@@ -17,6 +17,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python models/train.py`: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import ast
 import hashlib
 import json
 import logging
@@ -90,11 +91,49 @@ def fingerprint(values: dict[str, Any], *more: str) -> str:
     return hashlib.sha256(json.dumps([kept, *more], sort_keys=True, default=str).encode()).hexdigest()
 
 
-def code_version() -> str:
-    """Package version + hash of the code that trains and serves (no git needed inside a training job)."""
-    root = Path(__file__).resolve().parents[1]
+OUR_PACKAGES = ("cnai", "models")
+
+
+def code_files(root: Path | None = None) -> list[Path]:
+    """This entry point and every module of ours it imports, transitively: the code that shapes the model.
+
+    Read from the source (ast), not from sys.modules, so the answer does not depend on what else the process
+    imported; package __init__ files count (they run on import). An edit to the ingest CLI, the HTTP server or
+    the benchmarks does not change a model's code_version; an edit to the tokenizer's text normalizer does.
+    """
+    root = root or Path(__file__).resolve().parents[1]
+    seen: set[Path] = set()
+    todo = [root / "models" / "train.py"]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        package = path.relative_to(root).parent.parts
+        for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):  # `from x import y`: y may be a module; relative ones resolved
+                anchor = package[: len(package) - node.level + 1] if node.level else ()
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+                names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] not in OUR_PACKAGES:
+                    continue
+                for depth in range(1, len(parts) + 1):  # each package on the way runs its __init__ too
+                    module = root.joinpath(*parts[:depth])
+                    todo.extend(p for p in (module / "__init__.py", module.with_suffix(".py")) if p.is_file())
+    return sorted(seen)
+
+
+def code_version(root: Path | None = None) -> str:
+    """Package version + sha256 of `code_files` (paths and bytes; no git needed inside a training job)."""
+    root = root or Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    for path in sorted([*(root / "cnai").rglob("*.py"), *(root / "models").rglob("*.py")]):
+    for path in code_files(root):
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return f"{cnai.__version__}+{digest.hexdigest()[:12]}"
