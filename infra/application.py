@@ -14,7 +14,7 @@ from infra.stacks.serving import ServingStack
 
 def build(app: cdk.App, settings: Settings | None = None) -> dict[str, cdk.Stack]:
     """Create every stack on `app` and attach cdk-nag. Returns the stacks by concern."""
-    settings = settings or settings_from_context(app.node.try_get_context)
+    settings = settings or settings_from_context(app.node.get_all_context())
     env = cdk.Environment(
         account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
         region=os.environ.get("CDK_DEFAULT_REGION", "us-east-1"),

@@ -173,7 +173,7 @@ class PredictApi(Construct):
             acknowledge(
                 self.api,
                 "AwsSolutions-APIG4",
-                "IAM authorization switched off by configuration (cnai:api_iam_auth=false): every method still "
+                "IAM authorization switched off by configuration (cnai:api.iam_auth=false): every method still "
                 "requires an API key bound to a usage plan with throttle and quota.",
             )
             acknowledge(

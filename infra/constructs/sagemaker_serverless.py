@@ -31,7 +31,7 @@ from infra.constructs.nag import acknowledge
 DLC_REPOSITORY = "pytorch-inference"
 DLC_TAG = "2.6.0-cpu-py312-ubuntu22.04-sagemaker"
 # The Deep Learning Containers registry account per region (the same one in these commercial regions; opt-in
-# regions use others: pass cnai:sagemaker_image_uri there).
+# regions use others: pass cnai:serving.endpoint.image_uri there).
 DLC_REGIONS = (
     "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "eu-west-1", "eu-west-2", "eu-west-3",
     "eu-central-1", "eu-north-1", "ap-northeast-1", "ap-northeast-2", "ap-southeast-1", "ap-southeast-2",
@@ -190,8 +190,8 @@ class SageMakerServerless(Construct):
             self.model,
             "AwsSolutions-SM3",
             "Network isolation is off because the default AWS PyTorch inference image installs the tar's "
-            "code/requirements.txt (onnxruntime, tokenizers) at start; a custom image (cnai:sagemaker_image_uri) "
-            "with them baked in can switch isolation on.",
+            "code/requirements.txt (onnxruntime, tokenizers) at start; a custom image "
+            "(cnai:serving.endpoint.image_uri) with them baked in can switch isolation on.",
         )
         acknowledge(
             self.endpoint_config,

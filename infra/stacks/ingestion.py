@@ -65,28 +65,28 @@ class IngestionStack(cdk.Stack):
                     transitions=[
                         s3.Transition(
                             storage_class=s3.StorageClass.INFREQUENT_ACCESS,
-                            transition_after=cdk.Duration.days(s.lake_ia_days),
+                            transition_after=cdk.Duration.days(s.ingestion.lake_ia_days),
                         )
                     ],
                 ),
                 s3.LifecycleRule(
                     id="quarantine-expires",
                     prefix=f"{QUARANTINE}/",
-                    expiration=cdk.Duration.days(s.lake_quarantine_days),
+                    expiration=cdk.Duration.days(s.ingestion.lake_quarantine_days),
                 ),
             ],
         )
         self.lake, self.lake_key = lake.bucket, lake.key
 
-        provisioned = s.ingest_stream_mode == "provisioned"
+        provisioned = s.ingestion.stream_mode == "provisioned"
         self.stream = kinesis.Stream(
             self,
             "Stream",
             stream_mode=kinesis.StreamMode.PROVISIONED if provisioned else kinesis.StreamMode.ON_DEMAND,
-            shard_count=s.ingest_shards if provisioned else None,
+            shard_count=s.ingestion.shards if provisioned else None,
             encryption=kinesis.StreamEncryption.KMS,
             encryption_key=self.key,
-            retention_period=cdk.Duration.hours(s.ingest_retention_hours),
+            retention_period=cdk.Duration.hours(s.ingestion.retention_hours),
         )
         acknowledge(
             self.stream,
@@ -152,10 +152,10 @@ class IngestionStack(cdk.Stack):
                 "CNAI_IDEMPOTENCY_TABLE": self.table.table_name,
                 "CNAI_CURATED_PREFIX": CURATED,
                 "CNAI_QUARANTINE_PREFIX": QUARANTINE,
-                "CNAI_DEDUP_SECONDS": str(s.ingest_dedup_days * 24 * 3600),
+                "CNAI_DEDUP_SECONDS": str(s.ingestion.dedup_days * 24 * 3600),
             },
             layers=[layer.layer],
-            memory_size=s.ingest_memory_mb,
+            memory_size=s.ingestion.memory_mb,
             timeout=cdk.Duration.minutes(2),
             key=self.key,
             code=function_code,
@@ -188,13 +188,13 @@ class IngestionStack(cdk.Stack):
         self.mapping = sources.KinesisEventSource(
             self.stream,
             starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-            batch_size=s.ingest_batch_size,
-            max_batching_window=cdk.Duration.seconds(s.ingest_batching_window_s),
+            batch_size=s.ingestion.batch_size,
+            max_batching_window=cdk.Duration.seconds(s.ingestion.batching_window_s),
             bisect_batch_on_error=True,
             report_batch_item_failures=True,
-            retry_attempts=s.ingest_max_retries,
-            max_record_age=cdk.Duration.seconds(s.ingest_max_record_age_s),
-            parallelization_factor=s.ingest_parallelization,
+            retry_attempts=s.ingestion.max_retries,
+            max_record_age=cdk.Duration.seconds(s.ingestion.max_record_age_s),
+            parallelization_factor=s.ingestion.parallelization,
             on_failure=sources.SqsDlq(self.dlq),
         )
         self.consumer.function.add_event_source(self.mapping)
@@ -245,7 +245,7 @@ class IngestionStack(cdk.Stack):
                 metric=self.consumer.function.metric(
                     "IteratorAge", statistic="Maximum", period=cdk.Duration.minutes(1)
                 ),
-                threshold=s.ingest_iterator_age_alarm_s * 1000,
+                threshold=s.ingestion.iterator_age_alarm_s * 1000,
                 evaluation_periods=5,
                 datapoints_to_alarm=3,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,

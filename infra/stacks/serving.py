@@ -49,48 +49,50 @@ class ServingStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         s = settings
         self.key = logs_key(self, "Key", description="cnai serving: logs, Lambda env, audit stream and bucket")
-        if s.serving_model_bucket:
-            self.model_bucket: s3.IBucket = s3.Bucket.from_bucket_name(self, "Models", s.serving_model_bucket)
+        if s.serving.model_bucket:
+            self.model_bucket: s3.IBucket = s3.Bucket.from_bucket_name(self, "Models", s.serving.model_bucket)
             model_bucket_key = None
         else:
             models = SecureBucket(self, "Models", key=self.key)
             self.model_bucket, model_bucket_key = models.bucket, models.key
-        model_uri = f"s3://{self.model_bucket.bucket_name}/{s.serving_model_key}"
+        model_uri = f"s3://{self.model_bucket.bucket_name}/{s.serving.model_key}"
 
         self.endpoint: SageMakerServerless | None = None
-        if s.sagemaker_endpoint:
+        if s.serving.endpoint.enabled:
             self.endpoint = SageMakerServerless(
                 self,
                 "Serverless",
-                endpoint_name=f"{s.prefix}-{s.serving_model_name}",
+                endpoint_name=f"{s.prefix}-{s.serving.model_name}",
                 model_bucket=self.model_bucket,
-                model_key=s.serving_model_key,
-                model_name=s.serving_model_name,
-                memory_mb=s.sagemaker_memory_mb,
-                max_concurrency=s.sagemaker_max_concurrency,
+                model_key=s.serving.model_key,
+                model_name=s.serving.model_name,
+                memory_mb=s.serving.endpoint.memory_mb,
+                max_concurrency=s.serving.endpoint.max_concurrency,
                 bucket_key=model_bucket_key,
-                image_uri=s.sagemaker_image_uri,
+                image_uri=s.serving.endpoint.image_uri,
             )
-        routes = {s.serving_model_name: self.endpoint.endpoint_name} if self.endpoint and s.sagemaker_route else {}
+        routes = (
+            {s.serving.model_name: self.endpoint.endpoint_name} if self.endpoint and s.serving.endpoint.route else {}
+        )
 
         self.layer = RuntimeLayer(self, "Runtime", code=layer_code)
         environment = {
-            "CNAI_MODEL_NAME": s.serving_model_name,
+            "CNAI_MODEL_NAME": s.serving.model_name,
             "CNAI_MODEL_URI": model_uri,
             "CNAI_AUDIT_SINK": "stdout",
-            "CNAI_AUDIT_STORE_TEXT": str(s.audit_store_text).lower(),
-            "CNAI_MAX_INPUTS": str(s.serving_max_inputs),
-            "CNAI_MAX_INPUT_CHARS": str(s.serving_max_input_chars),
+            "CNAI_AUDIT_STORE_TEXT": str(s.audit.store_text).lower(),
+            "CNAI_MAX_INPUTS": str(s.serving.max_inputs),
+            "CNAI_MAX_INPUT_CHARS": str(s.serving.max_input_chars),
             "POWERTOOLS_SERVICE_NAME": "predict",
             "POWERTOOLS_METRICS_NAMESPACE": s.project,
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
-        if s.serving_model_version_id:
-            environment["CNAI_MODEL_VERSION_ID"] = s.serving_model_version_id
+        if s.serving.model_version_id:
+            environment["CNAI_MODEL_VERSION_ID"] = s.serving.model_version_id
         else:
             cdk.Annotations.of(self).add_warning_v2(
                 "cnai:unpinned-model",
-                f"{model_uri} is not pinned: set -c cnai:serving_model_version_id=<S3 VersionId> so a deployment "
+                f"{model_uri} is not pinned: set -c cnai:serving.model_version_id=<S3 VersionId> so a deployment "
                 "serves exactly the artifact it was tested with",
             )
         if routes:
@@ -99,12 +101,12 @@ class ServingStack(cdk.Stack):
             self,
             "Predict",
             function="predict",
-            description=f"cnai predict: {s.serving_model_name} (onnxruntime, audit trail)",
+            description=f"cnai predict: {s.serving.model_name} (onnxruntime, audit trail)",
             environment=environment,
             layers=[self.layer.layer],
-            memory_size=s.serving_memory_mb,
+            memory_size=s.serving.memory_mb,
             timeout=cdk.Duration.seconds(29),  # API Gateway's integration limit
-            reserved_concurrency=s.serving_reserved_concurrency,
+            reserved_concurrency=s.serving.reserved_concurrency,
             key=self.key,
             code=function_code,
         )
@@ -113,7 +115,7 @@ class ServingStack(cdk.Stack):
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject", "s3:GetObjectVersion"],
-                resources=[self.model_bucket.arn_for_objects(s.serving_model_key)],
+                resources=[self.model_bucket.arn_for_objects(s.serving.model_key)],
             )
         )
         if model_bucket_key is not None:
@@ -127,7 +129,7 @@ class ServingStack(cdk.Stack):
             "Live",
             alias_name=ALIAS,
             version=self.predict.function.current_version,
-            provisioned_concurrent_executions=s.serving_provisioned_concurrency or None,
+            provisioned_concurrent_executions=s.serving.provisioned_concurrency or None,
         )
 
         self.audit = AuditTrail(
@@ -135,8 +137,8 @@ class ServingStack(cdk.Stack):
             "Audit",
             source=self.predict.log_group,
             key=self.key,
-            retention_days=s.audit_retention_days,
-            lock_mode=s.audit_lock_mode,
+            retention_days=s.audit.retention_days,
+            lock_mode=s.audit.lock_mode,
             database_name=f"{s.project}_{s.stage}_audit".replace("-", "_"),
         )
 
@@ -153,11 +155,11 @@ class ServingStack(cdk.Stack):
             ingest=ingest,
             key=self.key,
             stage_name=s.stage,
-            iam_auth=s.api_iam_auth,
-            api_keys=s.api_keys,
-            throttle_rate=s.api_throttle_rate,
-            throttle_burst=s.api_throttle_burst,
-            quota_per_day=s.api_quota_per_day,
+            iam_auth=s.api.iam_auth,
+            api_keys=s.api.keys,
+            throttle_rate=s.api.throttle_rate,
+            throttle_burst=s.api.throttle_burst,
+            quota_per_day=s.api.quota_per_day,
         )
 
         cdk.CfnOutput(self, "ApiUrl", value=self.api.api.url, description="REST API base URL (stage)")
@@ -166,7 +168,7 @@ class ServingStack(cdk.Stack):
             self,
             "EndpointName",
             value=self.endpoint.endpoint_name if self.endpoint else "disabled",
-            description="SageMaker Serverless endpoint ('disabled' when cnai:sagemaker_endpoint is false)",
+            description="SageMaker Serverless endpoint ('disabled' when cnai:serving.endpoint.enabled is false)",
         )
         cdk.CfnOutput(self, "AuditBucketName", value=self.audit.bucket.bucket_name)
         acknowledge(

@@ -12,7 +12,7 @@ import pytest
 from aws_cdk import assertions
 from cdk_nag import AwsSolutionsChecks
 
-from infra.config import Settings
+from infra.config import IngestionSettings, Settings
 from infra.stacks.ingestion import IngestionStack
 
 CONTEXT = {"aws:cdk:bundling-stacks": []}
@@ -36,9 +36,10 @@ def default() -> tuple[IngestionStack, assertions.Template]:
 
 @pytest.fixture(scope="module")
 def provisioned() -> assertions.Template:
-    settings = Settings(ingest_stream_mode="provisioned", ingest_shards=4, ingest_batch_size=1000,
-                        ingest_batching_window_s=20, ingest_parallelization=5, ingest_max_retries=3,
-                        ingest_retention_hours=48, ingest_max_record_age_s=86_400)  # fmt: skip
+    ingestion = IngestionSettings(stream_mode="provisioned", shards=4, batch_size=1000, batching_window_s=20,
+                                  parallelization=5, max_retries=3, retention_hours=48,
+                                  max_record_age_s=86_400)  # fmt: skip
+    settings = Settings(ingestion=ingestion)
     return synth(settings)[1]
 
 
@@ -159,17 +160,17 @@ def test_api_function_is_exposed_for_the_serving_stack_and_may_only_put(default)
 
 
 def test_record_age_beyond_retention_is_refused() -> None:
-    with pytest.raises(ValueError, match="exceeds the stream retention"):
-        Settings(ingest_retention_hours=24, ingest_max_record_age_s=100_000)
+    with pytest.raises(ValueError, match=r"ingestion\.max_record_age_s exceeds the stream retention"):
+        IngestionSettings(retention_hours=24, max_record_age_s=100_000)
 
 
 def test_dedup_window_shorter_than_retention_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"ingest_dedup_days \(7 days\) is shorter than the stream retention"):
-        Settings(ingest_retention_hours=8760, ingest_max_record_age_s=86_400)
-    with pytest.raises(ValueError, match="raise ingest_dedup_days to at least 2"):
-        Settings(ingest_retention_hours=25, ingest_dedup_days=1)
-    Settings(ingest_retention_hours=8760, ingest_dedup_days=365)  # a year each: fine
-    Settings(ingest_retention_hours=48, ingest_dedup_days=2)
+    with pytest.raises(ValueError, match=r"ingestion.dedup_days \(7 days\) is shorter than the stream retention"):
+        IngestionSettings(retention_hours=8760, max_record_age_s=86_400)
+    with pytest.raises(ValueError, match=r"raise ingestion\.dedup_days to at least 2"):
+        IngestionSettings(retention_hours=25, dedup_days=1)
+    IngestionSettings(retention_hours=8760, dedup_days=365)  # a year each: fine
+    IngestionSettings(retention_hours=48, dedup_days=2)
     Settings()  # the defaults satisfy it
 
 

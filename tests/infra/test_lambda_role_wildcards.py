@@ -13,7 +13,7 @@ import pytest
 from aws_cdk import assertions
 
 from infra.application import build
-from infra.config import Settings
+from infra.config import ApiSettings, EndpointSettings, ServingSettings, Settings
 
 # Actions that support no resource-level permission, so '*' is their only possible resource.
 WILDCARD_ALLOWED = {
@@ -21,8 +21,11 @@ WILDCARD_ALLOWED = {
     "xray:PutTelemetryRecords",
 }
 CONFIGS = {
-    "default": Settings(serving_model_bucket="acme-models", serving_model_version_id="v3.abc"),
-    "variant": Settings(api_keys=True, serving_provisioned_concurrency=2, sagemaker_route=True),
+    "default": Settings(serving=ServingSettings(model_bucket="acme-models", model_version_id="v3.abc")),
+    "variant": Settings(
+        api=ApiSettings(keys=True),
+        serving=ServingSettings(provisioned_concurrency=2, endpoint=EndpointSettings(route=True)),
+    ),
 }
 
 

@@ -13,7 +13,7 @@ import pytest
 from aws_cdk import assertions
 from cdk_nag import AwsSolutionsChecks
 
-from infra.config import Settings
+from infra.config import ApiSettings, AuditSettings, EndpointSettings, ServingSettings, Settings
 from infra.stacks.serving import ServingStack
 
 CONTEXT = {"aws:cdk:bundling-stacks": []}
@@ -43,7 +43,7 @@ def warnings(template: assertions.Template) -> list[str]:
 @pytest.fixture(scope="module")
 def default() -> assertions.Template:
     # Given the default settings with a pinned artifact in an existing bucket, and the ingest API function
-    settings = Settings(serving_model_bucket="acme-models", serving_model_version_id="v3.abc")
+    settings = Settings(serving=ServingSettings(model_bucket="acme-models", model_version_id="v3.abc"))
     # When the stack synthesizes under cdk-nag
     return synth(settings, INGEST_ARN)
 
@@ -51,14 +51,12 @@ def default() -> assertions.Template:
 @pytest.fixture(scope="module")
 def variant() -> assertions.Template:
     settings = Settings(
-        api_keys=True,
-        serving_provisioned_concurrency=2,
-        sagemaker_route=True,
-        sagemaker_memory_mb=4096,
-        sagemaker_max_concurrency=9,
-        audit_retention_days=2555,
-        audit_lock_mode="COMPLIANCE",
-        audit_store_text=True,
+        api=ApiSettings(keys=True),
+        serving=ServingSettings(
+            provisioned_concurrency=2,
+            endpoint=EndpointSettings(route=True, memory_mb=4096, max_concurrency=9),
+        ),
+        audit=AuditSettings(retention_days=2555, lock_mode="COMPLIANCE", store_text=True),
     )
     return synth(settings)
 
@@ -170,7 +168,7 @@ def test_an_unpinned_model_artifact_is_a_synth_warning(
     default: assertions.Template, variant: assertions.Template
 ) -> None:
     assert not [w for w in warnings(default) if "not pinned" in w]
-    assert [w for w in warnings(variant) if "not pinned" in w and "serving_model_version_id" in w]
+    assert [w for w in warnings(variant) if "not pinned" in w and "cnai:serving.model_version_id" in w]
 
 
 def test_predict_function_is_arm64_py312_with_the_layer_and_reserved_concurrency(default: assertions.Template) -> None:
@@ -346,7 +344,7 @@ def sagemaker_statements(template: assertions.Template) -> list[dict[str, Any]]:
 
 def test_sagemaker_image_can_be_any_configured_uri() -> None:
     uri = "222222222222.dkr.ecr.eu-central-1.amazonaws.com/team/cnai-onnx-serving:1.0"
-    template = synth(Settings(sagemaker_image_uri=uri))
+    template = synth(Settings(serving=ServingSettings(endpoint=EndpointSettings(image_uri=uri))))
     assert only(template, "AWS::SageMaker::Model")["PrimaryContainer"]["Image"] == uri
     # The pull is scoped to that URI's account, region and repository
     [pull] = [s for s in sagemaker_statements(template) if s["Action"] == ECR_PULL]
@@ -418,6 +416,6 @@ def test_outputs_have_stable_ids(default: assertions.Template) -> None:
 
 
 def test_endpoint_output_says_disabled_when_sagemaker_is_off() -> None:
-    template = synth(Settings(sagemaker_endpoint=False))
+    template = synth(Settings(serving=ServingSettings(endpoint=EndpointSettings(enabled=False))))
     assert template.find_outputs("EndpointName")["EndpointName"]["Value"] == "disabled"
     assert not template.find_resources("AWS::SageMaker::Endpoint")

@@ -1,0 +1,212 @@
+"""Deployment settings, one model per concern. Each group is what one stack (or construct) reads, so a stack's
+signature says which settings it depends on and a training change cannot silently move a serving default.
+
+Every group is frozen and refuses unknown fields: a misspelt setting fails the synth, naming it."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+class Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestionSettings(Group):
+    """Kinesis stream, the consumer's event source mapping, the idempotency table and the data lake."""
+
+    stream_mode: Literal["on_demand", "provisioned"] = "on_demand"
+    shards: int = Field(2, ge=1, le=500, description="shard count in provisioned mode")
+    retention_hours: int = Field(24, ge=24, le=8760)
+    batch_size: int = Field(500, ge=1, le=10_000)
+    batching_window_s: int = Field(5, ge=0, le=300)
+    max_retries: int = Field(5, ge=0, le=10_000, description="then the batch goes to the DLQ")
+    max_record_age_s: int = Field(6 * 3600, ge=60, le=604_800, description="older: straight to the DLQ")
+    parallelization: int = Field(2, ge=1, le=10, description="concurrent batches per shard")
+    memory_mb: int = Field(1024, ge=128, le=10240)
+    dedup_days: int = Field(7, ge=1, le=366, description="how long record ids are remembered")
+    iterator_age_alarm_s: int = Field(300, ge=60, description="alarm when the consumer falls behind")
+    lake_quarantine_days: int = Field(90, ge=1, description="quarantined payloads (may hold PII) expire")
+    lake_ia_days: int = Field(30, ge=30, description="curated objects move to Standard-IA")
+
+    @model_validator(mode="after")
+    def _limits(self) -> IngestionSettings:
+        if self.max_record_age_s > self.retention_hours * 3600:
+            raise ValueError("ingestion.max_record_age_s exceeds the stream retention: records expire first")
+        if self.dedup_days * 24 < self.retention_hours:
+            raise ValueError(
+                f"ingestion.dedup_days ({self.dedup_days} days) is shorter than the stream retention "
+                f"({self.retention_hours} hours): a replay from the oldest record would curate "
+                "records whose ids were already forgotten a second time; raise ingestion.dedup_days to at least "
+                f"{-(-self.retention_hours // 24)}"
+            )
+        return self
+
+
+class EndpointSettings(Group):
+    """The SageMaker Serverless endpoint on the same model.tar.gz the predict Lambda serves."""
+
+    enabled: bool = Field(True, description="deploy the SageMaker Serverless endpoint for the artifact")
+    route: bool = Field(False, description="route the model's predict calls to the endpoint")
+    memory_mb: int = Field(2048, ge=1024, le=6144, multiple_of=1024, description="serverless memory")
+    max_concurrency: int = Field(5, ge=1, le=200)
+    image_uri: str | None = Field(None, description="inference image; None: regional PyTorch inference DLC")
+
+    @model_validator(mode="after")
+    def _route_needs_endpoint(self) -> EndpointSettings:
+        if self.route and not self.enabled:
+            raise ValueError("serving.endpoint.route needs serving.endpoint.enabled: there is no endpoint to route to")
+        return self
+
+
+class ServingSettings(Group):
+    """The predict Lambda. The artifact is model.tar.gz in S3, pinned by object version."""
+
+    model_name: str = Field("banking77", pattern=NAME)
+    model_bucket: str | None = Field(None, description="existing artifact bucket; None: the stack creates one")
+    model_key: str = Field("models/banking77/model.tar.gz", min_length=1)
+    model_version_id: str | None = Field(None, description="S3 object version of the tar (pin it in prod)")
+    memory_mb: int = Field(2048, ge=128, le=10240, description="Lambda memory; vCPUs follow it")
+    reserved_concurrency: int = Field(20, ge=1, le=1000)
+    provisioned_concurrency: int = Field(0, ge=0, le=1000, description="0: none (on-demand cold starts)")
+    max_inputs: int = Field(64, ge=1, le=1024)
+    max_input_chars: int = Field(2000, ge=1, le=100_000)
+    endpoint: EndpointSettings = EndpointSettings()
+
+
+class AuditSettings(Group):
+    """The predict audit trail: Object Lock retention and what a record may hold."""
+
+    retention_days: int = Field(365, ge=1, le=36_500, description="Object Lock retention and log expiry")
+    lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
+    store_text: bool = Field(False, description="store PII-redacted input text in the audit records")
+
+
+class ApiSettings(Group):
+    """The regional REST API in front of predict and ingest."""
+
+    iam_auth: bool = Field(True, description="SigV4 (IAM) on every route; the default")
+    keys: bool = Field(False, description="require an API key (usage plan with quota) on every route")
+    throttle_rate: float = Field(100.0, gt=0, description="stage steady-state requests/s")
+    throttle_burst: int = Field(200, ge=1)
+    quota_per_day: int = Field(100_000, ge=1, description="usage-plan quota per API key, when keys")
+
+    @model_validator(mode="after")
+    def _never_open(self) -> ApiSettings:
+        if not (self.iam_auth or self.keys):
+            raise ValueError("api.iam_auth and api.keys are both false: the predict API would be open to anyone")
+        return self
+
+
+EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class MonitoringSettings(Group):
+    """Who hears an alarm. Every alarm of every stack notifies its stack's alarm topic (KMS, TLS only)."""
+
+    alarm_emails: tuple[str, ...] = Field(
+        (), description="email subscriptions of every alarm topic (each address confirms once)"
+    )
+    predict_p99_ms: int = Field(3000, ge=100, le=29_000, description="alarm when predict's p99 duration exceeds it")
+
+    @field_validator("alarm_emails", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # `-c cnai:monitoring.alarm_emails=a@x.io,b@y.io` arrives as one string; cdk.json may hold a list.
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("alarm_emails")
+    @classmethod
+    def _emails(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not re.match(EMAIL, v)]
+        if bad:
+            raise ValueError(f"not an email address: {', '.join(bad)}")
+        return value
+
+
+# SageMaker training list prices (USD per instance-hour, on demand, us-east-1, 2026): the job's cost in the
+# Notify message is billable seconds x this price. Override per region in cdk.json (`cnai:training.hourly_usd`).
+HOURLY_USD = {
+    "ml.g5.xlarge": 1.408,
+    "ml.g5.2xlarge": 1.515,
+    "ml.g5.12xlarge": 7.09,
+    "ml.g4dn.xlarge": 0.736,
+    "ml.p3.2xlarge": 3.825,
+    "ml.m5.xlarge": 0.23,
+}
+
+
+class TrainingSettings(Group):
+    """The training workflow (issue 9): defaults of the console input, the job's limits, the quality gate,
+    the model package groups and the optional schedule. A console input overrides the per-run values."""
+
+    # The SageMaker training job (TrainAndDistill).
+    instance_type: str = Field("ml.g5.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$", description="single GPU")
+    instance_count: int = Field(1, ge=1, le=16, description="> 1: torchrun across instances")
+    spot: bool = Field(True, description="managed spot training, checkpoints in S3 so it resumes")
+    max_runtime_s: int = Field(4 * 3600, ge=600, le=28 * 24 * 3600, description="StoppingCondition.MaxRuntime")
+    max_wait_s: int = Field(8 * 3600, ge=600, le=28 * 24 * 3600, description="MaxWaitTimeInSeconds (spot only)")
+    volume_gb: int = Field(50, ge=1, le=16_384, description="ML storage volume (KMS encrypted)")
+    framework_version: str = Field("2.6.0", pattern=r"^\d+\.\d+(\.\d+)?$", description="PyTorch training image")
+    py_version: str = Field("py312", pattern=r"^py3\d{1,2}$", description="Python of the training image")
+    recipe: str = Field("default", pattern=r"^[a-z][a-z0-9_-]*$", description="models/config.py profile")
+    hourly_usd: dict[str, float] = Field(default_factory=lambda: dict(HOURLY_USD))
+    # The registry: one ModelPackageGroup per model, named <project>-<stage>-<model> (Settings.package_group).
+    models: tuple[str, ...] = Field(("banking77",), min_length=1, description="models trained and registered")
+    # QualityGate defaults (the input may raise or lower them per run).
+    min_accuracy: float = Field(0.90, ge=0, le=1)
+    min_macro_f1: float = Field(0.90, ge=0, le=1)
+    tolerance: float = Field(0.01, ge=0, le=1, description="allowed drop below the approved version's metrics")
+    auto_approve: bool = Field(False, description="register as Approved instead of PendingManualApproval")
+    # PrepareDataset: above either bound the snapshot is built by Athena over the curated table instead of in
+    # the Lambda. Objects and bytes are known from one S3 listing before anything is read; rows are not.
+    prepare_lambda_max_objects: int = Field(2_000, ge=1, description="curated objects one Lambda snapshots")
+    prepare_lambda_max_mb: int = Field(512, ge=1, description="compressed MB of curated objects one Lambda reads")
+    # Schedule: off by default. An EventBridge expression; a scheduled run trains each model on the last days.
+    schedule: str | None = Field(None, pattern=r"^(rate|cron)\(.+\)$", description="e.g. rate(7 days)")
+    schedule_lookback_days: int = Field(30, ge=1, le=3660, description="date range of a scheduled run")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not re.match(NAME, v)]
+        if bad:
+            raise ValueError(f"model names must match {NAME}: {', '.join(bad)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"a model is listed twice: {', '.join(value)}")
+        return value
+
+    @field_validator("hourly_usd", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f'not JSON ({exc.msg}); expected {{"ml.g5.xlarge": 1.408}}') from None
+        return value
+
+    @model_validator(mode="after")
+    def _spot_waits_longer_than_it_runs(self) -> TrainingSettings:
+        if self.spot and self.max_wait_s < self.max_runtime_s:
+            raise ValueError(
+                f"training.max_wait_s ({self.max_wait_s}) is shorter than training.max_runtime_s "
+                f"({self.max_runtime_s}): SageMaker requires MaxWaitTimeInSeconds >= MaxRuntimeInSeconds "
+                "for spot training"
+            )
+        return self
