@@ -39,9 +39,10 @@ test-infra: setup ## CDK assertions and cdk-nag
 test-integration: setup ## moto, local servers, small end-to-end pipelines
 	$(PY) -m pytest -m "integration" $(PYTEST_ARGS)
 
-lint: setup ## ruff lint + format check
+lint: setup ## ruff lint + format check + the import contract (pyproject [tool.importlinter])
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 format: setup ## apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
