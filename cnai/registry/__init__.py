@@ -1,0 +1,1 @@
+"""The SageMaker Model Registry: versions, metrics, lineage, approval; and `cnai models`."""

@@ -1,0 +1,216 @@
+"""The SageMaker Model Registry as cnai uses it: one model package group per model, one version per run.
+
+A version carries what the serving side needs (the serving image + the model.tar.gz), what a reviewer
+needs (ModelMetrics: the evaluation report; the gated metrics), and where it came from (lineage in
+CustomerMetadataProperties: dataset manifest sha256, teacher, recipe fingerprint, code version, training
+job and workflow execution). Everything here is a boto3 `sagemaker` client call that moto 5.2.5 also
+implements, so the local platform runs the same code.
+
+moto 5.2.5 note: UpdateModelPackage replaces CustomerMetadataProperties with what the call passes (None
+when absent), where SageMaker keeps them; `set_approval` therefore passes the current properties back,
+which is a no-op on SageMaker and keeps moto right.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from cnai.errors import CnaiError
+
+Approval = Literal["Approved", "Rejected", "PendingManualApproval"]
+METRIC_KEY = "metric."
+LINEAGE_KEYS = (
+    "dataset_manifest_sha256",
+    "dataset_manifest_uri",
+    "teacher",
+    "recipe_fingerprint",
+    "code_version",
+    "training_job_arn",
+    "execution_arn",
+    "artifact_version",
+)
+_VALUE = re.compile(r"[^\w\s.:/=+\-@]", re.UNICODE)  # characters CustomerMetadataProperties refuses
+
+
+class RegistryError(CnaiError):
+    """A model package or group is missing, or the registry refused a call; names which."""
+
+
+def group_name(prefix: str, model: str) -> str:
+    return f"{prefix}-{model}"
+
+
+def _clean(value: str) -> str:
+    return _VALUE.sub("_", value)[:256]
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version: identity, approval, artifact, metrics and lineage."""
+
+    group: str
+    version: int
+    arn: str
+    approval: str
+    created: datetime | None
+    model_data: str = ""
+    image: str = ""
+    report_uri: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    lineage: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    @classmethod
+    def from_description(cls, d: dict[str, Any]) -> ModelVersion:
+        containers = (d.get("InferenceSpecification") or {}).get("Containers") or [{}]
+        props = dict(d.get("CustomerMetadataProperties") or {})
+        stats = ((d.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}
+        metrics = {}
+        for key, value in props.items():
+            if key.startswith(METRIC_KEY):
+                try:
+                    metrics[key.removeprefix(METRIC_KEY)] = float(value)
+                except ValueError:
+                    continue
+        return cls(
+            group=str(d.get("ModelPackageGroupName", "")),
+            version=int(d.get("ModelPackageVersion") or 0),
+            arn=str(d["ModelPackageArn"]),
+            approval=str(d.get("ModelApprovalStatus", "")),
+            created=d.get("CreationTime"),
+            model_data=str(containers[0].get("ModelDataUrl", "")),
+            image=str(containers[0].get("Image", "")),
+            report_uri=str(stats.get("S3Uri", "")),
+            metrics=metrics,
+            lineage={k: v for k, v in props.items() if not k.startswith(METRIC_KEY)},
+            description=str(d.get("ModelPackageDescription", "")),
+        )
+
+
+class Registry:
+    def __init__(self, sagemaker: Any, prefix: str) -> None:
+        self.sm = sagemaker
+        self.prefix = prefix
+
+    def group(self, model: str) -> str:
+        return group_name(self.prefix, model)
+
+    def models(self) -> list[str]:
+        """Model names: the groups under this deployment's prefix, sorted."""
+        head = f"{self.prefix}-"
+        names = []
+        for page in self.sm.get_paginator("list_model_package_groups").paginate(NameContains=head):
+            names += [g["ModelPackageGroupName"] for g in page.get("ModelPackageGroupSummaryList", [])]
+        return sorted(n.removeprefix(head) for n in names if n.startswith(head))
+
+    def ensure_group(self, model: str, description: str = "") -> str:
+        """The group exists (CDK creates it in AWS; the local platform and tests create it here)."""
+        name = self.group(model)
+        try:
+            return str(self.sm.describe_model_package_group(ModelPackageGroupName=name)["ModelPackageGroupArn"])
+        except self.sm.exceptions.ClientError:
+            pass
+        created = self.sm.create_model_package_group(
+            ModelPackageGroupName=name, ModelPackageGroupDescription=description or f"cnai model {model}"
+        )
+        return str(created["ModelPackageGroupArn"])
+
+    def create_version(
+        self,
+        model: str,
+        *,
+        image: str,
+        model_data: str,
+        report_uri: str,
+        metrics: dict[str, float],
+        lineage: dict[str, str],
+        approved: bool,
+        description: str = "",
+    ) -> ModelVersion:
+        unknown = sorted(set(lineage) - set(LINEAGE_KEYS))
+        if unknown:
+            raise RegistryError(f"lineage: unknown keys {', '.join(unknown)} (known: {', '.join(LINEAGE_KEYS)})")
+        props = {k: _clean(v) for k, v in lineage.items() if v}
+        props.update({f"{METRIC_KEY}{k}": f"{v:.6f}" for k, v in metrics.items()})
+        try:
+            arn = self.sm.create_model_package(
+                ModelPackageGroupName=self.group(model),
+                ModelPackageDescription=description[:1024],
+                InferenceSpecification={
+                    "Containers": [{"Image": image, "ModelDataUrl": model_data}],
+                    "SupportedContentTypes": ["application/json"],
+                    "SupportedResponseMIMETypes": ["application/json"],
+                },
+                ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": report_uri}}},
+                CustomerMetadataProperties=props,
+                ModelApprovalStatus="Approved" if approved else "PendingManualApproval",
+                Domain="NATURAL_LANGUAGE_PROCESSING",
+                Task="CLASSIFICATION",
+            )["ModelPackageArn"]
+        except self.sm.exceptions.ClientError as exc:
+            raise RegistryError(f"{self.group(model)}: cannot create a version ({exc})") from None
+        return self.describe(str(arn))
+
+    def describe(self, arn: str) -> ModelVersion:
+        try:
+            return ModelVersion.from_description(self.sm.describe_model_package(ModelPackageName=arn))
+        except self.sm.exceptions.ClientError as exc:
+            raise RegistryError(f"{arn}: {exc}") from None
+
+    def versions(self, model: str, approval: Approval | None = None) -> list[ModelVersion]:
+        """Every version of the model's group, newest first (described: summaries lack metrics/lineage)."""
+        kwargs: dict[str, Any] = {"ModelPackageGroupName": self.group(model), "SortBy": "CreationTime",
+                                  "SortOrder": "Descending"}  # fmt: skip
+        if approval is not None:
+            kwargs["ModelApprovalStatus"] = approval
+        arns = []
+        try:
+            for page in self.sm.get_paginator("list_model_packages").paginate(**kwargs):
+                arns += [s["ModelPackageArn"] for s in page.get("ModelPackageSummaryList", [])]
+        except self.sm.exceptions.ClientError as exc:
+            raise RegistryError(f"{self.group(model)}: {exc}") from None
+        found = [self.describe(a) for a in arns]
+        return sorted(found, key=lambda v: v.version, reverse=True)
+
+    def version(self, model: str, version: int | None = None) -> ModelVersion:
+        """One version, or the latest when `version` is None."""
+        found = self.versions(model)
+        if not found:
+            raise RegistryError(f"{self.group(model)}: no registered versions")
+        if version is None:
+            return found[0]
+        for item in found:
+            if item.version == version:
+                return item
+        raise RegistryError(f"{self.group(model)}: no version {version} (latest is {found[0].version})")
+
+    def approved(self, model: str) -> ModelVersion | None:
+        """The current Approved version (the newest approved one), None if there is none or no group."""
+        try:
+            found = self.versions(model, "Approved")
+        except RegistryError:
+            return None
+        return found[0] if found else None
+
+    def set_approval(self, model: str, version: int, approval: Approval, reason: str = "") -> ModelVersion:
+        current = self.version(model, version)
+        props = {**current.lineage, **{f"{METRIC_KEY}{k}": f"{v:.6f}" for k, v in current.metrics.items()}}
+        kwargs: dict[str, Any] = {"ModelPackageArn": current.arn, "ModelApprovalStatus": approval}
+        if reason:
+            kwargs["ApprovalDescription"] = reason[:1024]
+        if props:
+            kwargs["CustomerMetadataProperties"] = props
+        try:
+            self.sm.update_model_package(**kwargs)
+        except self.sm.exceptions.ClientError as exc:
+            raise RegistryError(f"{current.arn}: {exc}") from None
+        return self.describe(current.arn)
+
+    def approve(self, model: str, version: int, reason: str = "") -> ModelVersion:
+        return self.set_approval(model, version, "Approved", reason)
+
+    def reject(self, model: str, version: int, reason: str = "") -> ModelVersion:
+        return self.set_approval(model, version, "Rejected", reason)

@@ -1,0 +1,18 @@
+"""Register's environment, validated once at cold start (a bad value names the variable)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from cnai.settings import EnvSettings
+
+
+class RegisterSettings(EnvSettings):
+    WHAT = "register_model function environment"
+
+    group_prefix: str = Field(alias="CNAI_MODEL_PACKAGE_GROUP_PREFIX", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$")
+    # The serving container the package names (SageMaker Serverless path); the artifact is the same one
+    # the predict Lambda loads.
+    serving_image: str = Field(alias="CNAI_SERVING_IMAGE", min_length=1, max_length=255)
+    # The group is CDK's in AWS; the local platform lets Register create it on first use.
+    create_group: bool = Field(False, alias="CNAI_REGISTRY_CREATE_GROUP")
