@@ -54,7 +54,7 @@ typecheck: setup ## mypy on our code
 layers: setup ## build the Lambda runtime layer for arm64 / Python 3.12 with pip, no Docker (build/layers/), size-checked
 	$(PY) layers/build.py runtime
 
-synth: setup ## synthesize the CDK app (no AWS account needed)
+synth: setup ## synthesize the CDK app into cdk.out/ (cdk.json's output: `cdk deploy --app cdk.out`); no AWS account needed
 	$(PY) app.py
 
 bench-distill: setup ## full BANKING77 factory run: teacher vs student table + reports/bench-distill.json
