@@ -16,6 +16,7 @@ import json
 import shutil
 import subprocess
 import tarfile
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from tests.serving_toy import build_toy_artifact
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -208,8 +210,11 @@ def test_sagemaker_package_ships_the_library_whole_and_only_serving_requirements
     assert {"model.onnx", "tokenizer.json", "labels.json", "model_card.json"} <= {
         p.name for p in sagemaker_package.iterdir()
     }
-    names = {Requirement(r).name for r in (code / "requirements.txt").read_text().split()}
-    assert names == {"onnxruntime", "tokenizers", "numpy", "pydantic"}
+    shipped_requirements = [Requirement(r) for r in (code / "requirements.txt").read_text().split()]
+    assert {r.name for r in shipped_requirements} == {"onnxruntime", "tokenizers", "numpy", "pydantic"}
+    # ... pinned exactly as the library's own core dependencies (no drift between the two lists)
+    core = {Requirement(r).name: Requirement(r).specifier for r in PYPROJECT["project"]["dependencies"]}
+    assert {r.name: r.specifier for r in shipped_requirements} == {r.name: core[r.name] for r in shipped_requirements}
 
 
 def test_sagemaker_package_answers_in_an_isolated_interpreter_with_only_its_requirements(
