@@ -249,6 +249,8 @@ class _Job:
 
     # ---- the job
     def _main(self) -> None:
+        if self.root.exists():  # a job name is unique in SageMaker; a leftover dir is from an earlier session
+            shutil.rmtree(self.root)
         self.started = time.monotonic()
         self.record.model_artifacts = None  # moto pre-fills it; SageMaker shows it once the model is uploaded
         self.record.final_metric_data_list = []
@@ -277,7 +279,7 @@ class _Job:
         runtime = 0.0
         while True:
             self._status("InProgress", "Training", "Training image download completed. Training in progress.")
-            interrupt = self.spot and self.runner._take_interruption()
+            interrupt = self.spot and self.runner.faults.spot_interruptions > 0
             code, ran, why = self._run_process(
                 paths, channels, interrupt=interrupt, runtime_left=self.max_runtime - runtime
             )
@@ -314,8 +316,6 @@ class _Job:
             "output_data": self.root / "output" / "data",
             "checkpoints": self.root / "checkpoints",
         }
-        if self.root.exists():  # a job name is unique in SageMaker; a leftover dir is from an earlier session
-            shutil.rmtree(self.root)
         for path in paths.values():
             path.mkdir(parents=True, exist_ok=True)
         hps = self.request.get("HyperParameters") or {}
@@ -448,7 +448,6 @@ class _Job:
         seen: dict[Path, tuple[int, int]] = {}
         before = {p: p.stat().st_mtime_ns for p in paths["checkpoints"].rglob("*") if p.is_file()}
         last_sync, why = started, None
-        stable: dict[Path, tuple[int, int]] = {}
         while self.process.poll() is None:
             time.sleep(0.1)
             now = time.monotonic()
@@ -459,7 +458,10 @@ class _Job:
                 why = "max_runtime"
             elif why is None and self.max_wait is not None and now - self.started > self.max_wait:
                 why = "max_wait"
-            elif why is None and interrupt and self._checkpoint_written(paths["checkpoints"], before, stable):
+            elif why is None and interrupt and self._checkpoint_written(paths["checkpoints"], before):
+                if not self.runner._take_interruption():  # another job took the last one
+                    interrupt = False
+                    continue
                 self._sync_checkpoints_up(paths["checkpoints"], seen)
                 self._log(f"[{self.name}] spot interruption: SIGTERM to the training process")
                 why = "interrupted"
@@ -475,19 +477,13 @@ class _Job:
         self._log(f"[{self.name}] entry point exited with {code} after {ran:.1f}s")
         return code, ran, why
 
-    def _checkpoint_written(self, local: Path, before: dict[Path, int], stable: dict[Path, tuple[int, int]]) -> bool:
-        """A checkpoint file new in this run whose size and mtime held still for one poll (fully written)."""
+    def _checkpoint_written(self, local: Path, before: dict[Path, int]) -> bool:
+        """A checkpoint file written in this run. It may still be in the writing: the entry point answers
+        SIGTERM by finishing its checkpoint, and the sync after it exits uploads the final state."""
         for path in local.rglob("*"):
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue
-            if not path.is_file() or before.get(path) == stat.st_mtime_ns:
-                continue
-            mark = (stat.st_size, stat.st_mtime_ns)
-            if stable.get(path) == mark:
-                return True
-            stable[path] = mark
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file() and before.get(path) != path.stat().st_mtime_ns:
+                    return True
         return False
 
     def _read(self, process: subprocess.Popen[str]) -> None:
@@ -813,6 +809,8 @@ class LocalStepFunctions:
             self._restore.append(lambda: setattr(state_task_factory, "state_task_service_for", original_factory))
             self._restore.append(runner.close)
 
+        self._allow_rethrown_states_errors()
+
         if self.server_port is not None:
             previous = os.environ.get("MOTO_PORT")
             os.environ["MOTO_PORT"] = str(self.server_port)
@@ -824,6 +822,21 @@ class LocalStepFunctions:
                     os.environ["MOTO_PORT"] = previous
 
             self._restore.append(restore_port)
+
+    def _allow_rethrown_states_errors(self) -> None:
+        """A Fail state whose ErrorPath resolves to a caught "States.*" error (the usual re-throw after a Catch
+        to a notify step: ErrorPath "$.error.Error") fails the execution with that error in AWS; moto builds
+        the name with CustomErrorName, which refuses the "States." prefix, and ends in States.Runtime instead.
+        Only the Fail state's name class is swapped (moto's Catch/Retry matching is untouched)."""
+        from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
+        from moto.stepfunctions.parser.asl.component.state.fail import state_fail
+
+        class FailStateErrorName(ErrorName):
+            pass
+
+        original = state_fail.CustomErrorName
+        state_fail.CustomErrorName = FailStateErrorName  # type: ignore[misc,assignment]
+        self._restore.append(lambda: setattr(state_fail, "CustomErrorName", original))
 
     def _uninstall(self) -> None:
         try:
