@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ValidationError
 
 
@@ -38,3 +40,15 @@ def describe(error: ValidationError, whole: str = "record") -> str:
             message = f"does not match {item['ctx']['pattern']}"
         parts.append(f"{field}: {message}")
     return "; ".join(parts)
+
+
+def error_body(
+    code: str, message: str, request_id: str | None, fields: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
+    """The one error body of every cnai HTTP API (predict and ingest): `{"error": {"code", "message",
+    "fields"?}, "request_id"}`; `fields` lists `{"field", "message"}` for each part of the request to fix.
+    Here, at the bottom of the library, so every API can use it whatever its layer."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error, "request_id": request_id}

@@ -88,7 +88,7 @@ def build_toy_artifact(root: Path, abstain_threshold: float | None = None, name:
 
 def import_handler(env: dict[str, str]) -> Any:
     """Import functions.predict.handler (it configures itself from the environment at import, like a cold
-    start) with `env` set only for the import, then re-point its state at exactly `env`."""
+    start) with `env` set only for the import, then re-point its API (models, auditor) at exactly `env`."""
     import importlib
     import os
 
@@ -102,7 +102,8 @@ def import_handler(env: dict[str, str]) -> Any:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    from cnai.serving.api import ServingOptions, build_api
     from functions.predict.settings import load_settings
 
-    module.STATE = module.configure(load_settings(env))
+    module.API = build_api(ServingOptions.of(load_settings(env)))
     return module

@@ -22,7 +22,9 @@ from typing import Any
 from cnai.errors import CnaiError
 from cnai.model.artifact import CARD_FILE, PAYLOAD_FILES, load_artifact
 from cnai.model.predictor import Predictor
-from cnai.serving.service import LocalBackend, ModelService, PredictRequest
+from cnai.serving.backends import LocalBackend
+from cnai.serving.schema import PredictRequest
+from cnai.serving.service import ModelService
 
 JSON = "application/json"
 # code/inference.py: the inference toolkit imports the four hooks from here (the library, shipped whole).

@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import tarfile
-import threading
 import urllib.request
 from collections.abc import Iterator
 from contextlib import redirect_stdout
@@ -24,10 +23,12 @@ from moto import mock_aws
 
 from cnai.audit.trail import Auditor, S3Sink, read_records, verify_chain
 from cnai.errors import ArtifactError
-from cnai.local.server import LocalContext, make_server, proxy_event
+from cnai.local.context import LocalContext
+from cnai.local.server import start_in_thread
 from cnai.model.artifact import pack
 from cnai.model.fetch import fetch_artifact
 from cnai.model.predictor import Predictor
+from cnai.serving.asgi import proxy_event
 from cnai.serving.sagemaker import input_fn, model_fn, output_fn, package_model, predict_fn
 from tests.serving_toy import import_handler
 
@@ -146,15 +147,13 @@ def test_lambda_from_s3_tarball_audits_to_stdout(s3: Any, tarball: Path, tmp_pat
 
 @pytest.fixture
 def server(tiny_artifact: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """Per test: the handler module holds one configuration at a time, and other tests re-point it."""
+    """Per test: the library API of the handler module, on uvicorn in a thread (the module holds one API at a
+    time, and other tests re-point it)."""
     audit = tmp_path / "audit.jsonl"
     api = import_handler({"CNAI_MODEL_URI": str(tiny_artifact), "CNAI_AUDIT_SINK": f"file:{audit}"})
-    httpd = make_server(api.handler, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield httpd.url, audit
-    httpd.shutdown()
-    httpd.server_close()
+    running = start_in_thread(api.API, "127.0.0.1", 0)
+    yield running.url, audit
+    running.stop()
 
 
 def test_curl_style_predict_over_http(server: tuple[str, Path], tiny_artifact: Path) -> None:
@@ -298,7 +297,7 @@ def test_lambda_routes_a_model_to_its_sagemaker_endpoint(tiny_artifact: Path, tm
         }
     )
     runtime = SageMakerRuntime(tiny_artifact)
-    api.STATE.service.backends["big"].client = runtime
+    api.API.service.backends["big"].client = runtime
     # When "big" is asked for a prediction
     event = proxy_event("POST", "/v1/models/big/predict", {"Content-Type": "application/json"},
                         b'{"inputs": ["I lost my card"], "top_k": 2}', "127.0.0.1", "local:test")  # fmt: skip
@@ -327,7 +326,7 @@ def test_failing_sagemaker_endpoint_is_a_502(tiny_artifact: Path, tmp_path: Path
     api = import_handler(
         {"CNAI_SAGEMAKER_ENDPOINTS": '{"big": "ep"}', "CNAI_AUDIT_SINK": f"file:{tmp_path / 'audit.jsonl'}"}
     )
-    api.STATE.service.backends["big"].client = Down()
+    api.API.service.backends["big"].client = Down()
     event = proxy_event("POST", "/v1/models/big/predict", {}, b'{"inputs": "x"}', "127.0.0.1", "local:test")
     response = api.handler(event, LocalContext())
     assert response["statusCode"] == 502 and "internal" not in response["body"]

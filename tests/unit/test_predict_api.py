@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cnai.audit.trail import Auditor, FileSink, read_records
-from cnai.local.server import LocalContext, proxy_event
+from cnai.local.context import LocalContext
+from cnai.serving.asgi import proxy_event
 from tests.serving_toy import build_toy_artifact, import_handler
 
 EVENT = json.loads((Path(__file__).parents[1] / "events" / "apigw_rest_predict.json").read_text())
@@ -201,7 +202,7 @@ def test_wrong_content_type_is_415(api: Any, content_type: str) -> None:
 
 
 def test_internal_errors_do_not_leak(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    backend = api.STATE.service.backends["toy"]
+    backend = api.API.service.backends["toy"]
 
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret at /opt/internal/path.py line 42")
@@ -221,7 +222,7 @@ def test_failing_audit_sink_withholds_the_prediction(api: Any, monkeypatch: pyte
             raise ConnectionError("S3 unreachable")
 
     log = io.StringIO()
-    monkeypatch.setattr(api.STATE, "auditor", Auditor(Broken(), fallback=log))
+    monkeypatch.setattr(api.API, "auditor", Auditor(Broken(), fallback=log))
     # When a prediction is asked for
     event = copy.deepcopy(EVENT)
     response = api.handler(event, LocalContext())
@@ -237,7 +238,7 @@ def test_failing_audit_sink_withholds_the_prediction(api: Any, monkeypatch: pyte
 
 def test_opted_in_text_is_redacted_in_the_record(api: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
-    monkeypatch.setattr(api.STATE, "auditor", Auditor(FileSink(path), store_text=True))
+    monkeypatch.setattr(api.API, "auditor", Auditor(FileSink(path), store_text=True))
     api.handler(copy.deepcopy(EVENT) | {"body": json.dumps({"inputs": "refund to jane@example.com"})}, LocalContext())
     (record,) = read_records(path)
     assert record.texts and "jane@example.com" not in record.texts[0] and record.texts[0].startswith("refund to ")
@@ -254,7 +255,7 @@ def test_metrics_are_emitted(api: Any, capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_not_a_proxy_event(api: Any) -> None:
-    assert api.dispatch("nonsense", None)["statusCode"] == 400
+    assert api.API.handle("nonsense", None)["statusCode"] == 400
     response = api.handler({"path": PREDICT}, LocalContext())
     assert response["statusCode"] in (400, 404, 500)
     assert "Traceback" not in response["body"]
@@ -330,6 +331,7 @@ def test_line_separators_in_a_model_name_keep_one_record_per_line(api: Any) -> N
 
 
 def test_a_model_routed_to_sagemaker_is_not_loaded_in_the_function(api: Any, tmp_path: Path) -> None:
+    from cnai.serving.api import ServingOptions, build_api
     from functions.predict.settings import load_settings
 
     settings = load_settings(
@@ -340,8 +342,8 @@ def test_a_model_routed_to_sagemaker_is_not_loaded_in_the_function(api: Any, tmp
             "CNAI_AUDIT_SINK": f"file:{tmp_path / 'a.jsonl'}",
         }
     )
-    state = api.configure(settings)
-    assert state.service.backends["toy"].kind == "sagemaker"
+    built = build_api(ServingOptions.of(settings))
+    assert built.service.backends["toy"].kind == "sagemaker"
 
 
 @pytest.mark.parametrize(
@@ -351,7 +353,7 @@ def test_a_model_routed_to_sagemaker_is_not_loaded_in_the_function(api: Any, tmp
      ("multipart/form-data; boundary=x", False), ("application/xml", False), ("json", False)],
 )  # fmt: skip
 def test_which_content_types_are_json(content_type: str | None, json_body: bool) -> None:
-    from cnai.serving.service import body_is_json
+    from cnai.serving.http import body_is_json
 
     assert body_is_json(content_type) is json_body
 

@@ -211,19 +211,18 @@ def test_a_refused_call_is_audited_with_the_version_that_would_have_answered(
     predictor: Predictor, tmp_path: Path
 ) -> None:
     from cnai.audit.trail import Auditor, FileSink
-    from cnai.local.server import proxy_event
-    from cnai.serving.service import LocalBackend, ModelService, call_record
+    from cnai.serving.api import Call, PredictApi
+    from cnai.serving.asgi import proxy_event
+    from cnai.serving.backends import LocalBackend
+    from cnai.serving.service import ModelService
 
     # Given a service with one local model and a call refused before it answered (413: too many inputs)
     service = ModelService({"toy": LocalBackend(predictor, "toy", package_version="7")})
-    auditor = Auditor(FileSink(tmp_path / "a.jsonl"))
+    api = PredictApi(service, Auditor(FileSink(tmp_path / "a.jsonl")))
     body = json.dumps({"inputs": ["I lost my card", "refund"]}).encode()
     event = proxy_event("POST", "/v1/models/toy/predict", {}, body, "192.0.2.1", "arn:aws:iam::1:user/u")
     # When its record is built (no outcome, model and texts recovered from the event)
-    record = call_record(
-        event, service=service, auditor=auditor, outcome=None, model=None, texts=None, status=413,
-        error="too_large", request_id="r1", latency_ms=1.5,
-    )  # fmt: skip
+    record = api.call_record(Call(event, "r1", error="too_large"), status=413, latency_ms=1.5)
     # Then it names the model, the version and package that would have answered, and hashes both inputs
     assert (record.model, record.model_version, record.package_version) == ("toy", predictor.version, "7")
     assert len(record.inputs) == 2 and record.outputs is None and record.status == 413

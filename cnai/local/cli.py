@@ -1,0 +1,93 @@
+"""`cnai serve`: the predict API (cnai.serving.api) on uvicorn, from the command line (registered in cnai/cli.py)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cnai.errors import CnaiError
+
+console = Console()
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(2)
+
+
+def serve(
+    model_dir: Annotated[
+        str | None, typer.Option(help="model artifact: a directory, a model.tar.gz, or s3://bucket/prefix/")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="registered model (registry package); needs the registry")] = None,
+    name: Annotated[str | None, typer.Option(help="the name routes use (default: the model card's name)")] = None,
+    host: Annotated[str, typer.Option(help="address to bind; anything but loopback exposes an API without auth")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port (0: any free port)")] = 8080,
+    audit: Annotated[
+        str, typer.Option(help="audit sink: file:PATH, s3://bucket/prefix (local S3: AWS_ENDPOINT_URL) or stdout")
+    ] = "file:.local/audit/audit.jsonl",
+    store_text: Annotated[bool, typer.Option(help="keep PII-redacted input text in audit records")] = False,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="processes sharing the port (one per core)")] = 1,
+    package_version: Annotated[
+        str | None,
+        typer.Option(envvar="CNAI_MODEL_PACKAGE_VERSION", help="the model registry's package version it serves"),
+    ] = None,
+    cache_size: Annotated[
+        int, typer.Option(envvar="CNAI_CACHE_SIZE", min=0, help="predictions cached (0: off)")
+    ] = 1024,
+    threads: Annotated[int, typer.Option(envvar="CNAI_THREADS", min=1, max=64, help="onnxruntime threads")] = 1,
+    max_inputs: Annotated[int, typer.Option(envvar="CNAI_MAX_INPUTS", min=1, max=1024, help="texts per call")] = 64,
+    max_input_chars: Annotated[
+        int, typer.Option(envvar="CNAI_MAX_INPUT_CHARS", min=1, max=100_000, help="characters per text")
+    ] = 2000,
+) -> None:
+    """Serve a model over HTTP with the predict Lambda's own API (API Gateway events, audit included).
+
+    One onnxruntime thread per worker by default: each worker answers one request at a time, so N workers x
+    1 thread uses N cores without the oversubscription of N x N thread pools.
+    """
+    # The one observability module reads these at import: quiet defaults for a local server, unless set.
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "cnai-serve")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    from cnai.local.server import LOOPBACK, Listening, run
+
+    if model is not None and model_dir is None:
+        _fail(CnaiError("--model (a registered model) needs the model registry, not set up yet; use --model-dir"))
+    if model_dir is None:
+        _fail(CnaiError("give --model-dir DIR (an artifact directory, a model.tar.gz or an s3:// URI)"))
+    if host not in LOOPBACK:
+        console.print(f"[yellow]warning:[/yellow] binding {host}: the local API has no authentication")
+
+    def ready(listening: Listening) -> None:
+        url = listening.url
+        typer.echo(f"serving on {url} (POST {url}/v1/models/<name>/predict, GET {url}/v1/models); audit: {audit}")
+
+    try:
+        run(
+            str(model_dir),
+            host=host,
+            port=port,
+            audit_sink=audit,
+            model_name=name,
+            store_text=store_text,
+            ready=ready,
+            workers=workers,
+            model_package_version=package_version or None,
+            cache_size=cache_size,
+            threads=threads,
+            max_inputs=max_inputs,
+            max_input_chars=max_input_chars,
+        )
+    except CnaiError as exc:
+        _fail(exc)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` to the main CLI."""
+    app.command("serve")(serve)

@@ -1,0 +1,506 @@
+"""The predict REST API, one implementation for the predict Lambda (behind API Gateway) and `cnai serve`
+(behind uvicorn, cnai.serving.asgi): routes, the one exception-to-HTTP map, 415 admission, 405 for a known
+route asked with another method, and the audited dispatch.
+
+Routes: POST /v1/models/{model}/predict, GET /v1/models, GET /v1/models/{model}, GET /v1/health,
+GET /v1/openapi.json (HEAD too on the GETs). Input is an API Gateway REST proxy event; output a proxy response.
+
+Every predict call leaves exactly one audit record, whatever its outcome (400, 404, 408, 413, 415, 500 ...):
+`handle` writes it after routing, with the final status, from the call's own `Call` object. If the audit sink
+fails, the call fails closed with 503 and the prediction is withheld (cnai.audit.trail explains where the
+record goes instead). `refuse` answers (and audits) a call the HTTP server stopped before it reached routing
+(a body over the size limit, a client too slow to send its body).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.metrics import MetricUnit
+
+from cnai.audit.trail import (
+    Auditor,
+    AuditRecord,
+    AuditUnavailableError,
+    OutputRecord,
+    digest_inputs,
+    record_from_event,
+    sink_from_uri,
+)
+from cnai.errors import error_body
+from cnai.model.identity import ModelId
+from cnai.model.predictor import Predictor
+from cnai.observability import logger, metric
+from cnai.serving.backends import Backend, BackendError, LocalBackend, SageMakerBackend
+from cnai.serving.http import (
+    BodyError,
+    body_is_json,
+    body_text,
+    error_response,
+    header,
+    proxy_response,
+    request_id,
+)
+from cnai.serving.schema import HealthResponse, ModelDetail, ModelsResponse, PredictRequest, PredictResponse
+from cnai.serving.service import Limits, ModelService, Outcome, PayloadTooLargeError, UnknownModelError
+
+PREDICT_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/predict/?$")
+# Every route and the methods it answers, for 405's Allow header (Powertools answers 404 for a known path
+# asked with another method). HEAD is answered wherever GET is, without a body.
+ROUTES: dict[str, tuple[str, ...]] = {
+    "/v1/models/<model>/predict": ("POST",),
+    "/v1/models": ("GET", "HEAD"),
+    "/v1/models/<model>": ("GET", "HEAD"),
+    "/v1/health": ("GET", "HEAD"),
+    "/v1/openapi.json": ("GET", "HEAD"),
+}
+_ROUTE_RES = [(re.compile("^" + re.sub(r"<\w+>", "[^/]+", p) + "/?$"), m) for p, m in ROUTES.items()]
+INTERNAL = "internal error; quote the request id"
+
+
+def allowed_methods(path: str) -> tuple[str, ...]:
+    """The methods a path answers (empty for an unknown path)."""
+    for pattern, methods in _ROUTE_RES:
+        if pattern.match(path):
+            return methods
+    return ()
+
+
+@dataclass
+class Call:
+    """One request's state, typed, created by `handle` and filled as the call goes; the audit step reads it
+    from `handle`'s own reference. Routes and error handlers reach it through the resolver's per-request
+    context (Powertools clears that after every event), never through module state."""
+
+    event: dict[str, Any]
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    model: str | None = None
+    texts: list[str] | None = None
+    outcome: Outcome | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiError:
+    status: HTTPStatus
+    code: str
+    message: str
+    fields: list[dict[str, str]] | None = None
+
+
+# ---- the one exception-to-HTTP map ----
+
+
+def _validation(exc: Exception) -> ApiError:
+    """400 with one entry per bad field; the offending values are never echoed back."""
+    assert isinstance(exc, RequestValidationError)
+    fields = []
+    for err in exc.errors():
+        loc = [p for p in err.get("loc", ()) if p != "body"]
+        if err.get("type") == "json_invalid":
+            detail = (err.get("ctx") or {}).get("error", "invalid JSON")
+            fields.append({"field": "body", "message": f"not valid JSON: {detail} at character {loc[0] if loc else 0}"})
+            continue
+        name = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "body"
+        fields.append({"field": name, "message": str(err.get("msg", err.get("type", "invalid")))})
+    return ApiError(HTTPStatus.BAD_REQUEST, "invalid_request", "the request body does not match the schema", fields)
+
+
+def _too_large(exc: Exception) -> ApiError:
+    assert isinstance(exc, PayloadTooLargeError)
+    return ApiError(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "too_large", str(exc), [{"field": exc.field, "message": str(exc)}]
+    )
+
+
+def _backend(exc: Exception) -> ApiError:
+    logger.error("backend failed", extra={"problem": str(exc)})
+    return ApiError(HTTPStatus.BAD_GATEWAY, "backend_unavailable", "the model backend did not answer; retry later")
+
+
+ERRORS: dict[type[Exception], Callable[[Exception], ApiError]] = {
+    RequestValidationError: _validation,
+    # json.loads recurses per nesting level: a body of 20,000 '[' is bad input, not a server error.
+    RecursionError: lambda exc: ApiError(
+        HTTPStatus.BAD_REQUEST,
+        "invalid_request",
+        "the request body is not usable JSON",
+        [{"field": "body", "message": "JSON nested too deeply"}],
+    ),
+    BodyError: lambda exc: ApiError(
+        HTTPStatus.BAD_REQUEST,
+        "invalid_request",
+        "the request body is not usable text",
+        [{"field": "body", "message": str(exc)}],
+    ),
+    UnknownModelError: lambda exc: ApiError(HTTPStatus.NOT_FOUND, "unknown_model", str(exc)),
+    PayloadTooLargeError: _too_large,
+    BackendError: _backend,
+}
+
+
+def api_error(exc: Exception) -> ApiError:
+    """The HTTP answer to an exception: the nearest mapped class, else a 500 that leaks nothing (the log has
+    the stack trace, the caller the request id to quote)."""
+    for cls in type(exc).__mro__:
+        mapped = ERRORS.get(cls)
+        if mapped is not None:
+            return mapped(exc)
+    logger.exception("unhandled error")
+    return ApiError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal", INTERNAL)
+
+
+# ---- the API ----
+
+
+class PredictApi:
+    """The served models and the audit trail behind the REST routes. One per process (Lambda container or
+    `cnai serve` worker); `handle` serves one event at a time, as Lambda does (Powertools' resolver keeps the
+    current event on the class)."""
+
+    def __init__(self, service: ModelService, auditor: Auditor, init_ms: float | None = None) -> None:
+        self.service = service
+        self.auditor = auditor
+        self.init_ms = init_ms  # reported once, as InitDuration, with the first request
+        self._openapi: dict[str, Any] | None = None
+        self.app = self._routes()
+
+    # -- routes --
+
+    def _routes(self) -> APIGatewayRestResolver:
+        # No Swagger UI route: enable_swagger imports the OpenAPI models at init (~45 ms of every cold start);
+        # the document at /v1/openapi.json (built on its first request) works with any Swagger UI.
+        app = APIGatewayRestResolver(enable_validation=True)
+
+        @app.exception_handler(Exception)
+        def _error(exc: Exception) -> Response[Any]:
+            return self._error_response(api_error(exc))
+
+        @app.not_found
+        def _no_route(exc: Exception) -> Response[Any]:
+            return self._no_route()
+
+        @app.post(
+            "/v1/models/<model>/predict",
+            summary="Classify one text or a batch of texts",
+            responses={
+                200: {
+                    "description": "predictions, best label first",
+                    "content": {content_types.APPLICATION_JSON: {"model": PredictResponse}},
+                },
+                400: {"description": "bad JSON, a body that is not UTF-8, or a field that does not match the schema"},
+                404: {"description": "unknown model"},
+                408: {"description": "the body did not arrive in time (`cnai serve`)"},
+                413: {"description": "too many inputs, an input too long, or a body over the size limit"},
+                415: {"description": "the body is not JSON"},
+                503: {"description": "the audit trail is unavailable; nothing was served"},
+            },
+        )
+        def predict(model: str, body: Annotated[PredictRequest, Body()]) -> Response[str]:
+            """The answer is serialized once, by pydantic's JSON encoder; the schema above documents it."""
+            call = self._call()
+            call.model, call.texts = model, body.texts
+            outcome = self.service.predict(model, body, call.request_id)
+            call.outcome = outcome
+            _record_metrics(outcome)
+            return Response(HTTPStatus.OK.value, content_types.APPLICATION_JSON, outcome.response.model_dump_json())
+
+        @app.get("/v1/models", summary="Served models and their identity (name, version, registry version)")
+        def list_models() -> ModelsResponse:
+            return ModelsResponse(models=self.service.summaries())
+
+        @app.get("/v1/models/<model>", summary="A model's identity, labels, metrics and lineage (its model card)")
+        def describe_model(model: str) -> ModelDetail:
+            return self.service.get(model).detail()
+
+        @app.get("/v1/health", summary="Liveness, the models loaded and the cache")
+        def health() -> HealthResponse:
+            cache: dict[str, float] = {}
+            versions: dict[str, str] = {}
+            for name, backend in self.service.backends.items():
+                if isinstance(backend, LocalBackend):
+                    cache = backend.predictor.cache.info()
+                    versions[name] = backend.identity.version
+                else:
+                    versions[name] = backend.kind
+            return HealthResponse(status="ok", models=versions, cache=cache)
+
+        @app.get("/v1/openapi.json", include_in_schema=False)
+        def openapi() -> dict[str, Any]:
+            return self.openapi_document()
+
+        return app
+
+    def openapi_document(self) -> dict[str, Any]:
+        """Built on first request, not at init: the cold start serves predictions first."""
+        if self._openapi is None:
+            document = self.app.get_openapi_json_schema(
+                title="cnai predict API",
+                version="1",
+                description="Calibrated intent labels from a distilled int8 ONNX model; every call is audited.",
+            )
+            self._openapi = json.loads(document)
+        return self._openapi
+
+    def _call(self) -> Call:
+        call = self.app.context.get("call")
+        if not isinstance(call, Call):  # pragma: no cover - handle() always sets it
+            raise RuntimeError("route called outside PredictApi.handle")
+        return call
+
+    def _error_response(self, error: ApiError, headers: dict[str, str] | None = None) -> Response[Any]:
+        call = self._call()
+        call.error = error.code
+        body = error_body(error.code, error.message, call.request_id, error.fields)
+        return Response(error.status.value, content_types.APPLICATION_JSON, body, headers=headers)
+
+    def _no_route(self) -> Response[Any]:
+        """404 for an unknown path; 405 with Allow for a known path asked with another method (204 for OPTIONS)."""
+        call = self._call()
+        path, method = str(call.event.get("path", "")), str(call.event.get("httpMethod", ""))
+        methods = allowed_methods(path)
+        if not methods or method in methods:  # the method is right but a path parameter has characters no route takes
+            return self._error_response(
+                ApiError(HTTPStatus.NOT_FOUND, "not_found", "no such route; see /v1/openapi.json")
+            )
+        allow = ", ".join((*methods, "OPTIONS"))
+        if method == "OPTIONS":
+            return Response(HTTPStatus.NO_CONTENT.value, None, "", headers={"Allow": allow})
+        message = f"{method[:16]} is not allowed on {path[:200]}; use {' or '.join(methods)}"
+        return self._error_response(
+            ApiError(HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed", message), {"Allow": allow}
+        )
+
+    # -- dispatch --
+
+    def handle(self, event: Any, context: Any) -> dict[str, Any]:
+        """Route one API Gateway event; never raises (anything unexpected becomes a 500 without internals)."""
+        if not isinstance(event, dict):
+            return error_response(HTTPStatus.BAD_REQUEST, "invalid_event", "not an API Gateway proxy event", None)
+        call = Call(event, request_id(event))
+        method = event.get("httpMethod")
+        try:
+            routed, early = self._admit(call)
+            if early is None:
+                if method == "HEAD":  # answered as GET, without the body
+                    routed = {**routed, "httpMethod": "GET"}
+                self.app.append_context(call=call)
+                response = self.app.resolve(routed, context)
+                if method == "HEAD":
+                    response = {**response, "body": ""}
+            else:
+                response = early
+        except Exception:
+            logger.exception("unhandled error outside the routes")
+            call.error = "internal"
+            response = error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal", INTERNAL, call.request_id)
+        if method == "POST" and PREDICT_PATH.match(str(event.get("path", ""))):
+            response = self._audit(call, response)
+        self._count()
+        return response
+
+    def refuse(
+        self,
+        event: dict[str, Any],
+        status: HTTPStatus,
+        code: str,
+        message: str,
+        fields: list[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        """Answer a call the HTTP server stopped before routing (body over the size limit, body too slow): the
+        same error body, and for a predict call its audit record (the body, not read, has no inputs to hash)."""
+        call = Call(event, request_id(event), error=code)
+        response = error_response(status, code, message, call.request_id, fields)
+        if event.get("httpMethod") == "POST" and PREDICT_PATH.match(str(event.get("path", ""))):
+            response = self._audit(call, response)
+        self._count()
+        return response
+
+    def _admit(self, call: Call) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(event to route, early answer or None) for a POST: 415 for a body that is not JSON, 400 for a body
+        that is not UTF-8 text; the body handed on decoded (Powertools would decode base64 again, and fail on
+        non-UTF-8 bytes as a 500), with the JSON media type Powertools expects."""
+        event = call.event
+        if event.get("httpMethod") != "POST":
+            return event, None
+        content_type = header(event, "content-type")
+        if not body_is_json(content_type):
+            call.error = "unsupported_media_type"
+            shown = (content_type or "")[:100]
+            body = error_body(
+                "unsupported_media_type",
+                f"content type {shown!r} is not supported; send application/json",
+                call.request_id,
+            )
+            return event, proxy_response(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, body)
+        try:
+            text = body_text(event)
+        except BodyError as exc:
+            error = api_error(exc)
+            call.error = error.code
+            return event, error_response(error.status, error.code, error.message, call.request_id, error.fields)
+        return _as_json(event, text, content_type), None
+
+    def _audit(self, call: Call, response: dict[str, Any]) -> dict[str, Any]:
+        """Write the call's one audit record; on a sink failure replace the answer with a 503 (fail closed)."""
+        status = int(response.get("statusCode", 500))
+        latency_ms = (time.perf_counter() - call.started) * 1000
+        record = self.call_record(call, status, latency_ms)
+        metric("Latency", MetricUnit.Milliseconds, latency_ms)
+        try:
+            self.auditor.write(record)
+        except AuditUnavailableError as exc:
+            logger.error("audit sink failed: the call is refused (fail closed)", extra={"problem": str(exc)})
+            metric("AuditFailures", MetricUnit.Count, 1)
+            return error_response(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "the audit trail is unavailable, so nothing was served; retry later",
+                call.request_id,
+            )
+        return response
+
+    def call_record(self, call: Call, status: int, latency_ms: float) -> AuditRecord:
+        """The one audit record of a predict call, answered or refused: identity from the event, input hashes
+        (text only where the deployment opted in, redacted), outputs of a 200, and the model that answered or,
+        for a refused call, the model that would have answered."""
+        texts = call.texts or texts_from_event(call.event)
+        match = PREDICT_PATH.match(str(call.event.get("path", "")))
+        model = call.model or (match.group("model") if match else None)
+        outcome = call.outcome if status == HTTPStatus.OK else None
+        identity: ModelId | None
+        backend: str | None
+        if outcome is not None:
+            identity, backend = outcome.identity, outcome.backend.kind
+        else:
+            identity = self.service.identity_of(model)
+            backend = self.service.backends[model].kind if identity is not None and model else None
+        outputs = (
+            None
+            if outcome is None
+            else [OutputRecord(label=p.label, score=p.score, reason=p.reason) for p in outcome.response.predictions]
+        )
+        return record_from_event(
+            call.event,
+            request_id=call.request_id,
+            status=status,
+            latency_ms=latency_ms,
+            model=model,
+            model_version=identity.version if identity else None,
+            package_version=identity.package_version if identity else None,
+            backend=backend,
+            inputs=digest_inputs(texts),
+            texts=self.auditor.texts_for_record(texts) if texts else None,
+            outputs=outputs,
+            error=call.error,
+        )
+
+    def _count(self) -> None:
+        metric("Requests", MetricUnit.Count, 1)
+        if self.init_ms is not None:
+            metric("InitDuration", MetricUnit.Milliseconds, self.init_ms)
+            self.init_ms = None
+
+
+def _as_json(event: dict[str, Any], text: str | None, content_type: str | None) -> dict[str, Any]:
+    """The event with its body as plain text and, for the JSON spellings we accept beyond application/json,
+    Content-Type application/json (Powertools parses only that media type as JSON)."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    keep_type = content_type is None or media == "application/json"  # e.g. ";" parses as no media type
+    if keep_type and not event.get("isBase64Encoded"):
+        return event
+    routed = {**event, "body": text, "isBase64Encoded": False}
+    if keep_type:
+        return routed
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if str(k).lower() != "content-type"}
+    headers["Content-Type"] = "application/json"
+    multi = event.get("multiValueHeaders")
+    if isinstance(multi, dict):
+        multi = {k: v for k, v in multi.items() if str(k).lower() != "content-type"}
+        multi["Content-Type"] = ["application/json"]
+    return {**routed, "headers": headers, "multiValueHeaders": multi}
+
+
+def texts_from_event(event: Mapping[str, Any], limit: int = 1024) -> list[str]:
+    """Best effort, for the audit record of a refused call: the strings the caller sent as `inputs`."""
+    try:
+        body = body_text(event)
+        data = json.loads(body) if body is not None else None
+    except (ValueError, TypeError, RecursionError):
+        return []
+    inputs = data.get("inputs") if isinstance(data, dict) else None
+    if isinstance(inputs, str):
+        return [inputs]
+    if isinstance(inputs, list):
+        return [x for x in inputs if isinstance(x, str)][:limit]
+    return []
+
+
+def _record_metrics(outcome: Outcome) -> None:
+    predictions = outcome.response.predictions
+    metric("Inputs", MetricUnit.Count, len(predictions))
+    metric("CacheHits", MetricUnit.Count, outcome.cache_hits)
+    if isinstance(outcome.backend, LocalBackend):
+        metric("CacheHitRate", MetricUnit.Percent, 100 * outcome.backend.predictor.cache.info()["hit_rate"])
+    abstained = sum(p.label is None for p in predictions)
+    metric("Abstentions", MetricUnit.Count, abstained)
+    for p in predictions:
+        if p.label is not None:
+            metric(f"Label.{p.label}"[:255], MetricUnit.Count, 1)
+
+
+# ---- building one ----
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """What a predict API serves and how: the predict function's settings (functions/predict/settings.py, same
+    field names) or `cnai serve`'s options. Plain values: the library reads no environment itself."""
+
+    model_uri: str = ""
+    model_name: str = ""
+    model_version_id: str | None = None  # pins the S3 object version of a tarball: where the bytes come from
+    model_package_version: str | None = None  # the registry's version: part of the model's identity
+    sagemaker_endpoints: Mapping[str, str] = field(default_factory=dict)
+    audit_sink: str = "stdout"
+    audit_store_text: bool = False
+    max_inputs: int = 64
+    max_input_chars: int = 2000
+    cache_size: int = 1024
+    threads: int | None = None
+
+    @classmethod
+    def of(cls, settings: Any) -> ServingOptions:
+        """From any object with these attributes (the function's pydantic settings)."""
+        names = cls.__dataclass_fields__
+        return cls(**{name: getattr(settings, name) for name in names if hasattr(settings, name)})
+
+
+def build_api(options: ServingOptions, init_started: float | None = None) -> PredictApi:
+    """Load the served models and open the audit sink. Raises CnaiError (artifact, sink) on a bad setup.
+
+    `init_started` (a perf_counter reading at process start) makes the first request report InitDuration."""
+    backends: dict[str, Backend] = {}
+    routed = options.model_name in options.sagemaker_endpoints
+    if options.model_uri and not routed:  # a model routed to SageMaker is not loaded here (it may not fit)
+        predictor = Predictor.from_uri(
+            options.model_uri, options.model_version_id, threads=options.threads, cache_size=options.cache_size
+        )
+        name = options.model_name or predictor.name
+        backends[name] = LocalBackend(predictor, name, options.model_package_version)
+    for name, endpoint in options.sagemaker_endpoints.items():
+        backends[name] = SageMakerBackend(name, endpoint)
+    limits = Limits(max_inputs=options.max_inputs, max_input_chars=options.max_input_chars)
+    auditor = Auditor(sink_from_uri(options.audit_sink), store_text=options.audit_store_text)
+    init_ms = (time.perf_counter() - init_started) * 1000 if init_started is not None else None
+    return PredictApi(ModelService(backends, limits), auditor, init_ms)

@@ -1,0 +1,150 @@
+"""The predict API's wire schema: request and response bodies, shared by the REST API (Lambda and `cnai serve`),
+the SageMaker Serverless endpoint and the backend that calls it, so every place answers with the same JSON.
+
+The model's identity is one `ModelId` (cnai.model.identity); on the wire it stays the flat `model` / `name`,
+`version`, `package_version` fields clients already read, and `.identity` gives it back as one object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+
+from cnai.model.identity import ModelId
+from cnai.model.predictor import Attribution, Prediction
+
+
+class PredictRequest(BaseModel):
+    """Body of POST /v1/models/{model}/predict (and of a SageMaker invocation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: StrictStr | list[StrictStr] = Field(description="one text, or a list of texts (limits: see 413)")
+    top_k: int = Field(1, ge=1, le=100, strict=True, description="labels to return per input, best first")
+    explain: StrictBool = Field(False, description="add per-word attributions (occlusion on the ONNX model)")
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _strings(cls, value: Any) -> Any:
+        """One clear message instead of pydantic's per-union-member errors."""
+        if isinstance(value, str):
+            _check_unicode(value, "the text")
+            return value
+        if not isinstance(value, list):
+            raise ValueError("must be a string or a list of strings")
+        if not value:
+            raise ValueError("the list is empty; send at least one text")
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                raise ValueError(f"item {i} is {type(item).__name__}, not a string")
+            _check_unicode(item, f"item {i}")
+        return value
+
+    @property
+    def texts(self) -> list[str]:
+        return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
+
+
+def _check_unicode(text: str, what: str) -> None:
+    """JSON escapes can carry unpaired surrogates (\\ud800), which are not text: refuse them as a 400 here
+    rather than let the tokenizer fail on them as a 500."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} has an unpaired surrogate at character {exc.start} (not valid Unicode)") from None
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class TokenAttribution(BaseModel):
+    token: str
+    start: int
+    end: int
+    attribution: float
+
+
+class Explanation(BaseModel):
+    label: str
+    method: str = "occlusion"
+    tokens: list[TokenAttribution]
+
+
+class PredictionOut(BaseModel):
+    label: str | None = Field(description="null when the model abstains (route to a human); see reason")
+    score: float = Field(description="calibrated probability of the top label")
+    top_k: list[LabelScore]
+    reason: str | None = None
+    explanation: Explanation | None = None
+
+
+class PredictResponse(BaseModel):
+    model: str = Field(description="the model's name (the route's {model})")
+    version: str = Field(description="the artifact's version (its model card's)")
+    package_version: str | None = Field(None, description="the model registry's package version, once registered")
+    backend: str
+    predictions: list[PredictionOut]
+    request_id: str | None = None
+
+    @property
+    def identity(self) -> ModelId:
+        return ModelId(self.model, self.version, self.package_version)
+
+
+class ModelSummary(BaseModel):
+    name: str
+    version: str
+    package_version: str | None = None
+    backend: str
+
+    @property
+    def identity(self) -> ModelId:
+        return ModelId(self.name, self.version, self.package_version)
+
+    @classmethod
+    def of(cls, identity: ModelId, backend: str) -> ModelSummary:
+        return cls(
+            name=identity.name, version=identity.version, package_version=identity.package_version, backend=backend
+        )
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelSummary]
+
+
+class ModelDetail(ModelSummary):
+    labels: list[str]
+    max_length: int | None = None
+    abstain_threshold: float | None = None
+    temperature: float | None = None
+    created_at: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    lineage: dict[str, Any] = Field(default_factory=dict)
+
+
+class HealthResponse(BaseModel):
+    status: str
+    models: dict[str, str] = Field(description="served name -> version (or the remote backend's kind)")
+    cache: dict[str, float] = Field(default_factory=dict)
+
+
+def prediction_out(prediction: Prediction) -> PredictionOut:
+    explanation = None
+    raw = prediction.extra.get("explanation")
+    if isinstance(raw, dict):
+        tokens = [
+            TokenAttribution(token=t.token, start=t.start, end=t.end, attribution=t.attribution)
+            for t in raw.get("tokens", [])
+            if isinstance(t, Attribution)
+        ]
+        explanation = Explanation(label=str(raw.get("label")), tokens=tokens)
+    return PredictionOut(
+        label=prediction.label,
+        score=round(prediction.score, 6),
+        top_k=[LabelScore(label=label, score=round(p, 6)) for label, p in prediction.top_k],
+        reason=prediction.reason,
+        explanation=explanation,
+    )
