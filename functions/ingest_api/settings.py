@@ -1,23 +1,19 @@
-"""The ingest API function's environment, validated once at cold start (a bad value names the variable)."""
+"""The ingest API function's environment (the stream it puts to), validated at cold start.
+
+infra/stacks/ingestion.py builds the function's environment from this model (cnai.settings.environment_for)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from pydantic import Field
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from cnai.settings import EnvSettings
 from cnai.settings import SettingsError as SettingsError  # re-exported: callers catch it from here
-from cnai.settings import load_env
 
 
-class IngestApiSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+class IngestApiSettings(EnvSettings):
+    WHAT = "ingest API function environment"
 
     stream: str = Field(alias="CNAI_STREAM", min_length=1, description="Kinesis stream name or ARN")
     max_records: int = Field(500, alias="CNAI_MAX_RECORDS", ge=1, le=500)
     spread: int = Field(16, alias="CNAI_PARTITION_SPREAD", ge=1, le=1024)
     max_attempts: int = Field(3, alias="CNAI_PUT_ATTEMPTS", ge=1, le=10)
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> IngestApiSettings:
-        return load_env(cls, "ingest API function environment", env)

@@ -13,9 +13,10 @@ enforces KMS-encrypted results (see docs/serving-infra.md for the queries). Why 
 the log group's retention is short and mutable; the Object-Locked S3 copy is the record of truth, so the queries
 run on it.
 
-Failure of the sink: Firehose retries delivery for 24 h and writes what it could not deliver under
-`errors/` in the same locked bucket; its own delivery errors go to a log group. Upstream, the handler fails
-closed (cnai/audit/trail.py): a call whose record cannot be written is not answered.
+Failure of the sink: Firehose retries delivery for 24 h and writes what it could not deliver under `errors/`
+in the same locked bucket; its own delivery errors go to a log group. Upstream, the handler fails closed
+(cnai/audit/trail.py): a call whose record cannot be written is not answered. Both hops have an alarm that
+notifies the stack's alarm topic (infra/constructs/monitoring.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from infra.constructs.monitoring import Monitoring
 from infra.constructs.nag import acknowledge
 from infra.constructs.python_function import log_groups_arn
 from infra.constructs.secure_bucket import SecureBucket
@@ -78,6 +80,7 @@ class AuditTrail(Construct):
         retention_days: int,
         lock_mode: str = "GOVERNANCE",
         database_name: str,
+        monitoring: Monitoring,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -196,7 +199,7 @@ class AuditTrail(Construct):
         self.subscription.node.add_dependency(self.subscription_role)
         self._glue(database_name)
         self._workgroup(key, removal_policy)
-        self._alarms(source)
+        self._alarms(source, monitoring)
         acknowledge(
             self.delivery_role,
             "AwsSolutions-IAM5",
@@ -241,8 +244,8 @@ class AuditTrail(Construct):
             ),
         )
 
-    def _alarms(self, source: logs.ILogGroup) -> None:
-        """A stuck or failing sink is loud, not silent: alarms on both hops (attach an SNS action per account)."""
+    def _alarms(self, source: logs.ILogGroup, monitoring: Monitoring) -> None:
+        """A stuck or failing sink is loud, not silent: an alarm on each hop, both notifying the alarm topic."""
         five_minutes = cdk.Duration.minutes(5)
         freshness = cloudwatch.Metric(
             namespace="AWS/Firehose",
@@ -263,23 +266,18 @@ class AuditTrail(Construct):
             period=five_minutes,
         )
         self.alarms = [
-            freshness.create_alarm(
-                self,
-                "DeliveryLag",
-                alarm_description="Audit records older than 15 minutes have not reached the audit bucket",
+            monitoring.above(
+                "AuditDeliveryLag",
+                freshness,
+                "Audit records older than 15 minutes have not reached the audit bucket (Firehose delivery stuck: "
+                "see its DeliveryErrors log group)",
                 threshold=900,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
-            subscription_errors.create_alarm(
-                self,
-                "SubscriptionErrors",
-                alarm_description="CloudWatch Logs failed to hand audit lines to the Firehose stream",
-                threshold=0,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            monitoring.above(
+                "AuditSubscriptionErrors",
+                subscription_errors,
+                "CloudWatch Logs failed to hand audit lines to the Firehose stream: records may be missing from "
+                "the audit bucket",
             ),
         ]
 

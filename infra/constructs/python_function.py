@@ -120,7 +120,8 @@ def allow_logs_service(key: kms.IKey) -> None:
 
 
 class PythonFunction(Construct):
-    """`function`, its `role`, its `log_group` and the `key` encrypting the environment and the logs.
+    """`function`, its `role`, its `log_group`, the `key` encrypting the environment and the logs, its Powertools
+    `service` name and the `environment` it was given (POWERTOOLS_* included).
 
     Pass `key` to share one CMK (it must allow CloudWatch Logs: see `logs_key`); otherwise one is created.
     """
@@ -133,6 +134,9 @@ class PythonFunction(Construct):
         function: str,
         description: str,
         environment: Mapping[str, str] | None = None,
+        service: str | None = None,
+        metrics_namespace: str = "cnai",
+        log_level: str = "INFO",
         layers: Sequence[lambda_.ILayerVersion] = (),
         packages: Sequence[str] = ("cnai",),
         handler: str | None = None,
@@ -147,6 +151,18 @@ class PythonFunction(Construct):
         super().__init__(scope, construct_id)
         if not 128 <= memory_size <= 10240:
             raise ValueError(f"memory_size {memory_size}: Lambda allows 128 to 10240 MB")
+        overridden = sorted(k for k in environment or {} if k.startswith("POWERTOOLS_"))
+        if overridden:
+            raise ValueError(f"{construct_id}: {', '.join(overridden)} are set by PythonFunction (service=, ...)")
+        # cnai/observability.py reads these: the service names the function in logs, traces and the `service`
+        # dimension of its metrics (the alarms on custom metrics select by it).
+        self.service = service or function.replace("_", "-")
+        self.environment = {
+            **(environment or {}),
+            "POWERTOOLS_SERVICE_NAME": self.service,
+            "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+            "POWERTOOLS_LOG_LEVEL": log_level,
+        }
         self.key: kms.IKey = key or logs_key(self, "Key", description=f"{self.node.path}: env and logs")
         self.log_group = logs.LogGroup(
             self,
@@ -179,7 +195,7 @@ class PythonFunction(Construct):
             layers=list(layers),
             memory_size=memory_size,
             timeout=timeout or cdk.Duration.seconds(30),
-            environment=dict(environment or {}),
+            environment=self.environment,
             environment_encryption=self.key,
             reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE,

@@ -76,7 +76,6 @@ class SageMakerServerless(Construct):
         endpoint_name: str,
         model_bucket: s3.IBucket,
         model_key: str,
-        model_name: str,
         memory_mb: int,
         max_concurrency: int,
         bucket_key: kms.IKey | None = None,
@@ -146,7 +145,6 @@ class SageMakerServerless(Construct):
                     "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
                     "SAGEMAKER_REGION": stack.region,
                     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-                    "CNAI_MODEL_NAME": model_name,
                 },
             ),
         )

@@ -14,19 +14,20 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from cnai.settings import environment_for
+from functions.ingest.settings import IngestSettings
+from functions.ingest_api.settings import IngestApiSettings
 from infra.config import Settings
+from infra.constructs.monitoring import Monitoring
 from infra.constructs.nag import acknowledge
 from infra.constructs.python_function import PythonFunction, logs_key
 from infra.constructs.runtime_layer import RuntimeLayer
@@ -52,7 +53,7 @@ class IngestionStack(cdk.Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         s = settings
-        self.key = logs_key(self, "Key", description="cnai ingestion: stream, idempotency table, DLQ, alarms, logs")
+        self.key = logs_key(self, "Key", description="cnai ingestion: stream, idempotency table, DLQ, logs")
 
         # The data lake: curated records (kept, cheaper after a month), quarantine (may hold PII: expires).
         lake = SecureBucket(
@@ -124,36 +125,26 @@ class IngestionStack(cdk.Stack):
             "This queue is the on-failure destination of the ingest event source mapping: it is the DLQ itself.",
         )
 
-        self.alarm_topic = sns.Topic(self, "Alarms", master_key=self.key, enforce_ssl=True)
-        # CloudWatch alarms publish to the encrypted topic: the key lets CloudWatch make and read data keys,
-        # nothing more, and only on behalf of alarms in this account (no confused deputy).
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchAlarmsPublishToEncryptedTopic",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
-            )
+        self.monitoring = Monitoring(
+            self, "Monitoring", emails=settings.monitoring.alarm_emails, namespace=settings.project
         )
+        self.alarm_topic = self.monitoring.topic
 
         layer = RuntimeLayer(self, "Runtime", code=layer_code)
-        common_env = {"POWERTOOLS_METRICS_NAMESPACE": s.project, "POWERTOOLS_LOG_LEVEL": "INFO"}
-
         self.consumer = PythonFunction(
             self,
             "Consumer",
             function="ingest",
             description="cnai ingest: Kinesis batch -> validate, normalize, redact, dedup -> S3 data lake",
-            environment={
-                **common_env,
-                "POWERTOOLS_SERVICE_NAME": "ingest",
-                "CNAI_LAKE_BUCKET": self.lake.bucket_name,
-                "CNAI_IDEMPOTENCY_TABLE": self.table.table_name,
-                "CNAI_CURATED_PREFIX": CURATED,
-                "CNAI_QUARANTINE_PREFIX": QUARANTINE,
-                "CNAI_DEDUP_SECONDS": str(s.ingestion.dedup_days * 24 * 3600),
-            },
+            environment=environment_for(
+                IngestSettings,
+                lake_bucket=self.lake.bucket_name,
+                idempotency_table=self.table.table_name,
+                curated_prefix=CURATED,
+                quarantine_prefix=QUARANTINE,
+                dedup_seconds=s.ingestion.dedup_days * 24 * 3600,
+            ),
+            metrics_namespace=s.project,
             layers=[layer.layer],
             memory_size=s.ingestion.memory_mb,
             timeout=cdk.Duration.minutes(2),
@@ -204,7 +195,8 @@ class IngestionStack(cdk.Stack):
             "Api",
             function="ingest_api",
             description="cnai POST /v1/ingest: validate records with the record contract, PutRecords",
-            environment={**common_env, "POWERTOOLS_SERVICE_NAME": "ingest-api", "CNAI_STREAM": self.stream.stream_name},
+            environment=environment_for(IngestApiSettings, stream=self.stream.stream_name),
+            metrics_namespace=s.project,
             layers=[layer.layer],
             memory_size=512,
             timeout=cdk.Duration.seconds(29),  # API Gateway's integration limit
@@ -236,46 +228,30 @@ class IngestionStack(cdk.Stack):
             cdk.CfnOutput(self, output_id, value=value)
 
     def _alarms(self, s: Settings) -> None:
-        action = actions.SnsAction(self.alarm_topic)
-        alarms = [
-            cloudwatch.Alarm(
-                self,
-                "IteratorAgeAlarm",
-                alarm_description="The ingest consumer is falling behind the stream (records wait too long).",
-                metric=self.consumer.function.metric(
-                    "IteratorAge", statistic="Maximum", period=cdk.Duration.minutes(1)
-                ),
-                threshold=s.ingestion.iterator_age_alarm_s * 1000,
-                evaluation_periods=5,
-                datapoints_to_alarm=3,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            cloudwatch.Alarm(
-                self,
-                "DeadLetterAlarm",
-                alarm_description="Ingest batches were dead-lettered: records were not curated. Inspect the DLQ.",
-                metric=self.dlq.metric_approximate_number_of_messages_visible(
-                    statistic="Maximum", period=cdk.Duration.minutes(1)
-                ),
-                threshold=0,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            cloudwatch.Alarm(
-                self,
-                "ConsumerErrorsAlarm",
-                alarm_description="The ingest consumer raised errors (whole batches retried).",
-                metric=self.consumer.function.metric_errors(statistic="Sum", period=cdk.Duration.minutes(5)),
-                threshold=0,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-        ]
-        for alarm in alarms:
-            alarm.add_alarm_action(action)
+        watch = self.monitoring
+        watch.alarm(
+            "IteratorAgeAlarm",
+            metric=self.consumer.function.metric("IteratorAge", statistic="Maximum", period=cdk.Duration.minutes(1)),
+            description="The ingest consumer is falling behind the stream (records wait too long).",
+            threshold=s.ingestion.iterator_age_alarm_s * 1000,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+        )
+        watch.above(
+            "DeadLetterAlarm",
+            self.dlq.metric_approximate_number_of_messages_visible(statistic="Maximum", period=cdk.Duration.minutes(1)),
+            "Ingest batches were dead-lettered: records were not curated. Inspect the DLQ.",
+        )
+        watch.function_errors(
+            "ConsumerErrorsAlarm", self.consumer.function, "The ingest consumer (whole batches retried)"
+        )
+        watch.above(
+            "ClaimErrorsAlarm",
+            watch.custom_metric("ClaimErrors", service=self.consumer.service),
+            "The ingest consumer could not release or complete idempotency claims: a redelivered record may be "
+            "skipped until its claim expires (see docs/ingestion.md, ClaimErrors).",
+        )
+        watch.function_errors("ApiErrorsAlarm", self.api.function, "The POST /v1/ingest function")
 
     def _acknowledge(self) -> None:
         acknowledge(

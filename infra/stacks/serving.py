@@ -11,17 +11,20 @@ Outputs with stable ids: ApiUrl, PredictFunctionName, EndpointName.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cnai.settings import environment_for
+from functions.predict.settings import PredictSettings
 from infra.config import Settings
 from infra.constructs.audit_trail import AuditTrail
+from infra.constructs.monitoring import Monitoring
 from infra.constructs.nag import acknowledge
 from infra.constructs.predict_api import PredictApi
 from infra.constructs.python_function import PythonFunction, logs_key
@@ -65,7 +68,6 @@ class ServingStack(cdk.Stack):
                 endpoint_name=f"{s.prefix}-{s.serving.model_name}",
                 model_bucket=self.model_bucket,
                 model_key=s.serving.model_key,
-                model_name=s.serving.model_name,
                 memory_mb=s.serving.endpoint.memory_mb,
                 max_concurrency=s.serving.endpoint.max_concurrency,
                 bucket_key=model_bucket_key,
@@ -76,33 +78,30 @@ class ServingStack(cdk.Stack):
         )
 
         self.layer = RuntimeLayer(self, "Runtime", code=layer_code)
-        environment = {
-            "CNAI_MODEL_NAME": s.serving.model_name,
-            "CNAI_MODEL_URI": model_uri,
-            "CNAI_AUDIT_SINK": "stdout",
-            "CNAI_AUDIT_STORE_TEXT": str(s.audit.store_text).lower(),
-            "CNAI_MAX_INPUTS": str(s.serving.max_inputs),
-            "CNAI_MAX_INPUT_CHARS": str(s.serving.max_input_chars),
-            "POWERTOOLS_SERVICE_NAME": "predict",
-            "POWERTOOLS_METRICS_NAMESPACE": s.project,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-        }
-        if s.serving.model_version_id:
-            environment["CNAI_MODEL_VERSION_ID"] = s.serving.model_version_id
-        else:
+        if not s.serving.model_version_id:
             cdk.Annotations.of(self).add_warning_v2(
                 "cnai:unpinned-model",
                 f"{model_uri} is not pinned: set -c cnai:serving.model_version_id=<S3 VersionId> so a deployment "
                 "serves exactly the artifact it was tested with",
             )
-        if routes:
-            environment["CNAI_SAGEMAKER_ENDPOINTS"] = json.dumps(routes)
+        environment = environment_for(
+            PredictSettings,
+            model_name=s.serving.model_name,
+            model_uri=model_uri,
+            model_version_id=s.serving.model_version_id,
+            audit_sink="stdout",  # the log group: its subscription feeds the Object-Locked audit trail
+            audit_store_text=s.audit.store_text,
+            max_inputs=s.serving.max_inputs,
+            max_input_chars=s.serving.max_input_chars,
+            sagemaker_endpoints=routes or None,
+        )
         self.predict = PythonFunction(
             self,
             "Predict",
             function="predict",
             description=f"cnai predict: {s.serving.model_name} (onnxruntime, audit trail)",
             environment=environment,
+            metrics_namespace=s.project,
             layers=[self.layer.layer],
             memory_size=s.serving.memory_mb,
             timeout=cdk.Duration.seconds(29),  # API Gateway's integration limit
@@ -132,6 +131,7 @@ class ServingStack(cdk.Stack):
             provisioned_concurrent_executions=s.serving.provisioned_concurrency or None,
         )
 
+        self.monitoring = Monitoring(self, "Monitoring", emails=s.monitoring.alarm_emails, namespace=s.project)
         self.audit = AuditTrail(
             self,
             "Audit",
@@ -140,6 +140,7 @@ class ServingStack(cdk.Stack):
             retention_days=s.audit.retention_days,
             lock_mode=s.audit.lock_mode,
             database_name=f"{s.project}_{s.stage}_audit".replace("-", "_"),
+            monitoring=self.monitoring,
         )
 
         ingest = None
@@ -162,6 +163,8 @@ class ServingStack(cdk.Stack):
             quota_per_day=s.api.quota_per_day,
         )
 
+        self._alarms(s)
+
         cdk.CfnOutput(self, "ApiUrl", value=self.api.api.url, description="REST API base URL (stage)")
         cdk.CfnOutput(self, "PredictFunctionName", value=self.predict.function.function_name)
         cdk.CfnOutput(
@@ -177,3 +180,33 @@ class ServingStack(cdk.Stack):
             "kms:GenerateDataKey*/ReEncrypt* come from the CDK key grant on the one serving CMK (its ARN, not '*').",
             findings=["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
         )
+
+    def _alarms(self, s: Settings) -> None:
+        """Predict failures reach a person: crashes, throttling, slow answers, refused audits, API 5xx."""
+        watch, fn = self.monitoring, self.predict.function
+        watch.function_errors("PredictErrors", fn, "The predict function")
+        watch.function_throttles("PredictThrottles", fn, "The predict function")
+        watch.function_p99("PredictLatency", fn, "The predict function", s.monitoring.predict_p99_ms)
+        watch.above(
+            "AuditFailures",
+            watch.custom_metric("AuditFailures", service=self.predict.service),
+            "Predict calls were refused because their audit record could not be written (fail closed, 503): "
+            "the audit sink is failing",
+        )
+        watch.above(
+            "Api5xx",
+            self.api.api.metric_server_error(statistic="Sum", period=cdk.Duration.minutes(5)),
+            "The REST API answered 5xx: read the predict function's log group and the API access logs",
+        )
+        if self.endpoint is not None:
+            watch.above(
+                "EndpointErrors",
+                cloudwatch.Metric(
+                    namespace="AWS/SageMaker",
+                    metric_name="Invocation5XXErrors",
+                    dimensions_map={"EndpointName": self.endpoint.endpoint_name, "VariantName": "AllTraffic"},
+                    statistic="Sum",
+                    period=cdk.Duration.minutes(5),
+                ),
+                "The SageMaker Serverless endpoint answered 5xx: read /aws/sagemaker/Endpoints/<endpoint>",
+            )

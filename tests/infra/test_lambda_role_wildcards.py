@@ -8,33 +8,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 from aws_cdk import assertions
-
-from infra.application import build
-from infra.config import ApiSettings, EndpointSettings, ServingSettings, Settings
 
 # Actions that support no resource-level permission, so '*' is their only possible resource.
 WILDCARD_ALLOWED = {
     "xray:PutTraceSegments",  # active tracing (lambda_.Tracing.ACTIVE)
     "xray:PutTelemetryRecords",
 }
-CONFIGS = {
-    "default": Settings(serving=ServingSettings(model_bucket="acme-models", model_version_id="v3.abc")),
-    "variant": Settings(
-        api=ApiSettings(keys=True),
-        serving=ServingSettings(provisioned_concurrency=2, endpoint=EndpointSettings(route=True)),
-    ),
-}
 
 
-@pytest.fixture(scope="module", params=sorted(CONFIGS))
-def templates(request: pytest.FixtureRequest) -> dict[str, assertions.Template]:
-    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
-    stacks = build(app, CONFIGS[request.param])
-    app.synth()  # cdk-nag runs here: an unacknowledged error fails
-    return {name: assertions.Template.from_stack(stack) for name, stack in stacks.items()}
+@pytest.fixture(scope="module", params=["default", "variant"])
+def templates(
+    request: pytest.FixtureRequest, app_templates: dict[str, dict[str, assertions.Template]]
+) -> dict[str, assertions.Template]:
+    return app_templates[request.param]
 
 
 def as_list(value: Any) -> list[Any]:

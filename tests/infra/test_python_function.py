@@ -111,3 +111,25 @@ def test_memory_outside_lambda_limits_is_refused() -> None:
         PythonFunction(
             stack, "F", function="predict", description="d", memory_size=64, code=lambda_.Code.from_inline("x")
         )
+
+
+def test_powertools_names_the_function_by_its_service(template: assertions.Template) -> None:
+    # cnai/observability.py reads these: the service is the `service` dimension that custom-metric alarms select
+    fn = next(iter(template.find_resources("AWS::Lambda::Function").values()))
+    variables = fn["Properties"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_SERVICE_NAME"] == "predict"
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "cnai"
+    assert variables["POWERTOOLS_LOG_LEVEL"] == "INFO"
+
+
+def test_powertools_variables_cannot_be_overridden_through_environment() -> None:
+    stack = cdk.Stack(cdk.App(context=CONTEXT), "S")
+    with pytest.raises(ValueError, match="POWERTOOLS_SERVICE_NAME are set by PythonFunction"):
+        PythonFunction(
+            stack,
+            "F",
+            function="ingest_api",
+            description="d",
+            environment={"POWERTOOLS_SERVICE_NAME": "other"},
+            code=lambda_.Code.from_inline("x"),
+        )

@@ -53,3 +53,53 @@ def test_sagemaker_only_deployment_needs_no_local_model() -> None:
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         load_settings(env)
+
+
+# ---- environment_for: infra writes the environment from the same model
+
+
+def test_environment_for_writes_each_field_under_its_variable_name() -> None:
+    from cnai.settings import environment_for
+    from functions.predict.settings import PredictSettings
+
+    # Given field values as infra has them (typed)
+    env = environment_for(
+        PredictSettings,
+        model_uri="s3://b/k.tar.gz",
+        audit_store_text=True,
+        max_inputs=16,
+        sagemaker_endpoints={"big": "ep"},
+        model_version_id=None,
+    )
+    # Then the variables are the model's aliases, as text the model reads back, and None is left out
+    assert env == {
+        "CNAI_MODEL_URI": "s3://b/k.tar.gz",
+        "CNAI_AUDIT_STORE_TEXT": "true",
+        "CNAI_MAX_INPUTS": "16",
+        "CNAI_SAGEMAKER_ENDPOINTS": '{"big":"ep"}',
+    }
+    loaded = load_settings(env)
+    assert loaded.audit_store_text is True and loaded.max_inputs == 16 and loaded.sagemaker_endpoints == {"big": "ep"}
+
+
+def test_environment_for_refuses_an_unknown_field_and_a_missing_required_one() -> None:
+    from cnai.settings import environment_for
+    from functions.ingest.settings import IngestSettings
+    from functions.ingest_api.settings import IngestApiSettings
+
+    with pytest.raises(ValueError, match="IngestApiSettings has no setting strem"):
+        environment_for(IngestApiSettings, strem="s")
+    with pytest.raises(ValueError, match="IngestSettings requires idempotency_table"):
+        environment_for(IngestSettings, lake_bucket="lake-bucket")
+
+
+def test_settings_models_are_built_from_shared_pieces() -> None:
+    from cnai.settings import AuditSink, Lake, ModelSource
+    from functions.ingest.settings import IngestSettings
+    from functions.predict.settings import PredictSettings
+
+    # One definition of each shared variable: the audit sink and the model source for predict, the lake for
+    # the ingest consumer (and, next, the dataset snapshot function)
+    assert issubclass(PredictSettings, AuditSink) and issubclass(PredictSettings, ModelSource)
+    assert issubclass(IngestSettings, Lake)
+    assert PredictSettings.variables()["audit_sink"] == AuditSink.model_fields["audit_sink"].alias == "CNAI_AUDIT_SINK"
