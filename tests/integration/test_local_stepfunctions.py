@@ -109,7 +109,7 @@ DEFINITION = {
                 ],
                 "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/jobs"},
                 "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
-                "StoppingCondition": {"MaxRuntimeInSeconds": 600, "MaxWaitTimeInSeconds": 1200},
+                "StoppingCondition": {"MaxRuntimeInSeconds.$": "$.run.max_runtime_s", "MaxWaitTimeInSeconds": 1200},
                 "EnableManagedSpotTraining.$": "$.run.spot",
                 "CheckpointConfig": {
                     "S3Uri.$": f"States.Format('s3://{BUCKET}/checkpoints/{{}}/', $.run.job_name)",
@@ -161,6 +161,9 @@ DEFINITION = {
 }
 
 
+TRAIN_PARAMETERS: dict[str, Any] = DEFINITION["States"]["TrainAndDistill"]["Parameters"]  # type: ignore[index]
+
+
 @dataclass
 class Handlers:
     """Tiny stand-ins for the workflow's functions (the extension is under test, not these)."""
@@ -177,6 +180,7 @@ class Handlers:
             "run": {
                 "job_name": f"cnai-{event['execution_name']}",
                 "spot": bool(given.get("spot", False)),
+                "max_runtime_s": given.get("max_runtime_s", 600),
                 "train_uri": f"s3://{BUCKET}/datasets/v1/train/",
                 "static_hps": {"sagemaker_program": "train/entry.py", "sagemaker_submit_directory": "s3://x/src"},
                 "hyperparameters": {"steps": "8", **given.get("hps", {})},
@@ -394,6 +398,65 @@ def test_a_spot_interruption_resumes_from_the_checkpoint_to_the_same_result(loca
                      "Completed"]  # fmt: skip
     # the wait for spot capacity is not billed
     assert described["BillableTimeInSeconds"] < described["TrainingTimeInSeconds"]
+
+
+def test_a_job_over_its_max_runtime_is_stopped_and_fails_the_task(local: Local) -> None:
+    # When the entry point would train for about 3 s under a 1 s limit
+    done = run(local.sfn, local.machine, {"max_runtime_s": 1, "hps": {"steps": "60"}}, "slow")
+
+    # Then SageMaker's answer: Stopped / MaxRuntimeExceeded, no model; the .sync task failed
+    described = local.sagemaker.describe_training_job(TrainingJobName="cnai-slow")
+    assert (described["TrainingJobStatus"], described["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
+    assert not local.s3.list_objects_v2(Bucket=BUCKET, Prefix="jobs/cnai-slow/").get("Contents")
+    assert done["status"] == "FAILED" and done["error"] == "States.TaskFailed"
+    assert json.loads(done["cause"])["SecondaryStatus"] == "MaxRuntimeExceeded"
+
+
+def test_plain_create_training_job_answers_with_the_arn_and_the_job_runs_on(
+    aws_env: None, source_dir: Path, tmp_path: Path
+) -> None:
+    # Given a Request Response task (no .sync)
+    definition = {
+        "StartAt": "Create",
+        "States": {
+            "Create": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sagemaker:createTrainingJob",
+                "Parameters": {
+                    **{k: v for k, v in TRAIN_PARAMETERS.items() if not k.endswith(".$")},
+                    "TrainingJobName": "plain",
+                    "HyperParameters": {"sagemaker_program": "train/entry.py", "steps": "4"},
+                    "EnableManagedSpotTraining": False,
+                    "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+                    "CheckpointConfig": {"S3Uri": f"s3://{BUCKET}/checkpoints/plain"},
+                    "InputDataConfig": [
+                        {"ChannelName": "train", "DataSource": {"S3DataSource": {
+                            "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/datasets/v1/train"}}}
+                    ],
+                },
+                "End": True,
+            }
+        },
+    }  # fmt: skip
+    runner = LocalTrainingRunner(source_dir=source_dir, work_dir=tmp_path / "jobs")
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), LocalStepFunctions({}, runner):
+        s3 = boto3.client("s3", region_name=REGION)
+        seed(s3)
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        machine = sfn.create_state_machine(
+            name="create", definition=json.dumps(definition), roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn"
+        )["stateMachineArn"]
+
+        # When
+        done = run(sfn, machine, {}, "plain")
+
+        # Then the task answered CreateTrainingJob's response, and the job completed after it
+        assert done["status"] == "SUCCEEDED", done
+        assert json.loads(done["output"]) == {
+            "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/plain"
+        }
+        assert runner.wait("plain", 60) == "Completed"
+        assert model_of(s3, f"s3://{BUCKET}/jobs/plain/output/model.tar.gz")["rows"] == 20
 
 
 def test_a_function_missing_from_the_table_fails_as_lambda_would(aws_env: None, source_dir: Path) -> None:
