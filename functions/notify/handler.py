@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cnai.observability import logger, metrics, tracer
+from cnai.observability import logger, metric, metrics, tracer
 from cnai.pipeline.notify import notify
 from functions.notify.settings import NotifySettings
 
@@ -26,5 +27,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if status not in STATUSES:
         raise ValueError(f"status: {status!r} is not one of {', '.join(STATUSES)}")
     sent = notify(sns, settings.topic_arn, status, event.get("state") or {}, str(event.get("execution_arn", "")))
+    # One count per outcome (WorkflowSucceeded / WorkflowFailed / WorkflowRejected): what alarms watch.
+    metric(f"Workflow{status.title()}", MetricUnit.Count, 1)
     logger.info("notified", extra=sent)
     return sent

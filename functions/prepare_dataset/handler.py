@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from cnai.observability import logger, metric, metrics, tracer
 from cnai.pipeline.athena import AthenaRunner
 from cnai.pipeline.input import parse_run
-from cnai.pipeline.prepare import AthenaConfig, Limits, prepare_dataset
+from cnai.pipeline.prepare import AthenaConfig, DatasetRefusedError, Limits, prepare_dataset
 from functions.prepare_dataset.settings import PrepareSettings
 
 settings = PrepareSettings.from_env()
@@ -37,16 +37,20 @@ athena = (
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     run = parse_run(event.get("input")).with_job_name(settings.job_prefix, event.get("execution_arn"))
-    dataset = prepare_dataset(
-        run,
-        s3=s3,
-        bucket=settings.lake_bucket,
-        curated_prefix=settings.curated_prefix,
-        datasets_prefix=settings.datasets_prefix,
-        limits=Limits(settings.max_objects, settings.max_bytes),
-        athena=athena,
-        athena_config=athena_config,
-    )
+    try:
+        dataset = prepare_dataset(
+            run,
+            s3=s3,
+            bucket=settings.lake_bucket,
+            curated_prefix=settings.curated_prefix,
+            datasets_prefix=settings.datasets_prefix,
+            limits=Limits(settings.max_objects, settings.max_bytes),
+            athena=athena,
+            athena_config=athena_config,
+        )
+    except DatasetRefusedError:
+        metric("DatasetsRefused", MetricUnit.Count, 1)
+        raise
     metric("DatasetRows", MetricUnit.Count, dataset["rows"]["train"] + dataset["rows"]["test"])
     logger.info("dataset ready", extra={"job_name": run.job_name, "dataset": dataset})
     return {"run": run.payload(), "dataset": dataset}

@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from cnai.observability import logger, metrics, tracer
+from cnai.observability import logger, metric, metrics, tracer
 from cnai.pipeline.register import register_run
 from cnai.registry.packages import Registry
 from functions.register_model.settings import RegisterSettings
@@ -34,5 +35,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         quality=event.get("quality") or {},
         execution_arn=str(event.get("execution_arn", "")),
     )
+    metric("ModelVersionsRegistered", MetricUnit.Count, 1)
     logger.info("registered", extra=registered)
     return registered
