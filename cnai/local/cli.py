@@ -45,6 +45,12 @@ def serve(
     max_input_chars: Annotated[
         int, typer.Option(envvar="CNAI_MAX_INPUT_CHARS", min=1, max=100_000, help="characters per text")
     ] = 2000,
+    max_body: Annotated[
+        int, typer.Option(min=1, help="request body limit in bytes (413 before reading more; Lambda's is 6 MB)")
+    ] = 6 * 1024 * 1024,
+    body_timeout: Annotated[
+        float, typer.Option(min=0.1, help="seconds a request's body may take to arrive (then 408, disconnected)")
+    ] = 10.0,
 ) -> None:
     """Serve a model over HTTP with the predict Lambda's own API (API Gateway events, audit included).
 
@@ -83,6 +89,8 @@ def serve(
             threads=threads,
             max_inputs=max_inputs,
             max_input_chars=max_input_chars,
+            max_body=max_body,
+            body_timeout_s=body_timeout,
         )
     except CnaiError as exc:
         _fail(exc)

@@ -376,3 +376,57 @@ def test_content_type_without_a_media_type_is_read_as_json(api: Any, content_typ
     # Found by hypothesis on a clean CI clone: ";" was accepted as JSON by us but refused by Powertools (a 500)
     status, answer, audit = call(api, {"inputs": "I lost my card"}, content_type=content_type)
     assert status == 200 and "predictions" in answer and len(audit) == 1
+
+
+# ---- methods and bodies, in the library API (so behind API Gateway too, not only under `cnai serve`) ----
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [("GET", PREDICT, "POST, OPTIONS"), ("PUT", PREDICT, "POST, OPTIONS"),
+     ("DELETE", "/v1/models/toy", "GET, HEAD, OPTIONS"), ("POST", "/v1/health", "GET, HEAD, OPTIONS"),
+     ("PATCH", "/v1/openapi.json", "GET, HEAD, OPTIONS")],
+)  # fmt: skip
+def test_a_known_route_with_another_method_is_405_with_allow(api: Any, method: str, path: str, allow: str) -> None:
+    event = copy.deepcopy(EVENT) | {"httpMethod": method, "path": path}
+    response = api.handler(event, LocalContext())
+    assert response["statusCode"] == 405
+    assert json.loads(response["body"])["error"]["code"] == "method_not_allowed"
+    headers = response.get("multiValueHeaders") or {}
+    assert headers.get("Allow") == [allow] or response["headers"].get("Allow") == allow
+
+
+def test_options_lists_the_methods_of_a_route(api: Any) -> None:
+    response = api.handler(copy.deepcopy(EVENT) | {"httpMethod": "OPTIONS", "body": None}, LocalContext())
+    assert response["statusCode"] == 204
+    assert (response.get("multiValueHeaders") or {}).get("Allow") == ["POST, OPTIONS"]
+
+
+def test_head_is_answered_as_get_without_a_body(api: Any) -> None:
+    head = api.handler(
+        copy.deepcopy(EVENT) | {"httpMethod": "HEAD", "path": "/v1/health", "body": None}, LocalContext()
+    )
+    assert head["statusCode"] == 200 and head["body"] == ""
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [(b'{"inputs": "caf\xe9"}', "not valid UTF-8 (byte 15"), (b"\xff\xfe{}", "not valid UTF-8 (byte 0")],
+)
+def test_a_body_that_is_not_utf8_is_a_400_naming_the_body(api: Any, raw: bytes, message: str) -> None:
+    # Given API Gateway's event for a binary body: base64, isBase64Encoded
+    event = copy.deepcopy(EVENT) | {"body": base64.b64encode(raw).decode(), "isBase64Encoded": True}
+    before = audit_count(api)
+    response = api.handler(event, LocalContext())
+    # Then 400 naming the body (it was a 500 inside Powertools' decoding), and the call is audited
+    assert response["statusCode"] == 400
+    error = json.loads(response["body"])["error"]
+    assert error["fields"][0]["field"] == "body" and error["fields"][0]["message"].startswith(message)
+    assert audit_count(api) == before + 1
+
+
+def test_a_body_flagged_base64_that_is_not_base64_is_a_400(api: Any) -> None:
+    event = copy.deepcopy(EVENT) | {"body": "not base64 at all!", "isBase64Encoded": True}
+    response = api.handler(event, LocalContext())
+    assert response["statusCode"] == 400
+    assert "not valid base64" in json.loads(response["body"])["error"]["fields"][0]["message"]
