@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from cnai.pipeline.prepare import Limits
 from cnai.settings import EnvSettings, Lake
 
 
@@ -14,9 +15,10 @@ class PrepareSettings(Lake, EnvSettings):
 
     job_prefix: str = Field(alias="CNAI_JOB_PREFIX", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,39}$")
     datasets_prefix: str = Field("datasets", alias="CNAI_DATASETS_PREFIX", pattern=r"^[A-Za-z0-9_\-/]+$")
-    # Where one Lambda stops and Athena takes over (docs/registry.md: the measured rate behind them).
-    max_objects: int = Field(5_000, alias="CNAI_SNAPSHOT_MAX_OBJECTS", ge=1)
-    max_bytes: int = Field(1 << 30, alias="CNAI_SNAPSHOT_MAX_BYTES", ge=1)
+    # Where one Lambda stops and Athena takes over (cnai.pipeline.prepare.Limits: the measured figures behind
+    # the defaults, sized for a 4 GB function).
+    max_objects: int = Field(Limits.max_objects, alias="CNAI_SNAPSHOT_MAX_OBJECTS", ge=1)
+    max_bytes: int = Field(Limits.max_bytes, alias="CNAI_SNAPSHOT_MAX_BYTES", ge=1)
     # Athena over the curated Glue table: all three or none (none: the local platform, Lambda path only).
     athena_workgroup: str | None = Field(None, alias="CNAI_ATHENA_WORKGROUP", pattern=r"^[A-Za-z0-9._-]{1,128}$")
     glue_database: str | None = Field(None, alias="CNAI_GLUE_DATABASE", pattern=r"^[a-z_][a-z0-9_]{0,254}$")
