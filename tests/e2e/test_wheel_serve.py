@@ -82,6 +82,14 @@ def test_the_wheel_installs_the_library_only(installed: Installed, tmp_path: Pat
     # no `functions`, `infra` or `tests`
     assert {t for t in tops if not t.endswith(".dist-info") and t != ".."} == {"cnai"}
     assert not (installed.site / "models").exists()
+    # And `cnai` is whole: every file of the source package, data files included (the pipeline's price list)
+    recorded = {line.split(",")[0] for line in record.read_text().splitlines() if line.startswith("cnai/")}
+    source = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "cnai").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
+    assert {r for r in recorded if "__pycache__" not in r} == source
     # And the installed cnai imports from site-packages, with `models` unreachable
     probe = "import cnai, cnai.cli; print(cnai.__file__)\ntry:\n import models\nexcept ImportError: print('no models')"
     run = subprocess.run(
