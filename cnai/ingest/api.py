@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cnai.errors import error_body
 from cnai.ingest.producer import DEFAULT_SPREAD, Entry, Producer, SendSummary, entry_for
 from cnai.ingest.records import RecordError, parse_record
 
@@ -19,32 +20,47 @@ MAX_REQUEST_RECORDS = 500  # one PutRecords call; larger batches belong to `cnai
 
 
 class RequestError(ValueError):
-    """The request as a whole is unusable: `status` is the HTTP status to answer."""
+    """The request as a whole is unusable: `status` is the HTTP status to answer, `field` the part of the
+    request to fix, `problem` what is wrong with it (str(): `field: problem`)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, field: str, problem: str) -> None:
         self.status = status
-        super().__init__(message)
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+    @property
+    def code(self) -> str:
+        """The error code, as the predict API names the same failures."""
+        return "too_large" if self.status == 413 else "invalid_request"
+
+
+def error_answer(exc: RequestError, request_id: str | None) -> dict[str, Any]:
+    """The body of a refused request, in the one error shape of every cnai API (cnai.errors.error_body)."""
+    return error_body(exc.code, str(exc), request_id, [{"field": exc.field, "message": exc.problem}])
 
 
 def parse_request(body: str | bytes | None, max_records: int = MAX_REQUEST_RECORDS) -> list[Any]:
     """`{"records": [...]}` -> the raw records. Raises RequestError (400 / 413) naming the problem."""
     if not body:
-        raise RequestError(400, 'body: expected JSON {"records": [...]}')
+        raise RequestError(400, "body", 'expected JSON {"records": [...]}')
     try:
         data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(400, f"body: not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, "body", f"not valid UTF-8 (byte {exc.start}); send UTF-8 JSON") from None
+    except json.JSONDecodeError as exc:
+        raise RequestError(400, "body", f"not valid JSON ({exc})") from None
     except RecursionError:  # e.g. "[" * 20000: a client mistake (400), not a server error (502)
-        raise RequestError(400, "body: JSON nested too deeply") from None
+        raise RequestError(400, "body", "JSON nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("records"), list):
-        raise RequestError(400, 'records: expected {"records": [ ... ]} with a list of records')
+        raise RequestError(400, "records", 'expected {"records": [ ... ]} with a list of records')
     if set(data) - {"records"}:
-        raise RequestError(400, f"{sorted(set(data) - {'records'})[0]}: is not a known field")
+        raise RequestError(400, sorted(set(data) - {"records"})[0], "is not a known field")
     records = data["records"]
     if not records:
-        raise RequestError(400, "records: the list is empty")
+        raise RequestError(400, "records", "the list is empty")
     if len(records) > max_records:
-        raise RequestError(413, f"records: {len(records)} in one request, more than {max_records}")
+        raise RequestError(413, "records", f"{len(records)} in one request, more than {max_records}")
     return records
 
 

@@ -83,17 +83,41 @@ def test_batch_answers_per_record_and_puts_only_valid_ones(api: Any, lake: Lake)
 
 
 @pytest.mark.parametrize(
-    ("body", "status", "error"),
+    ("body", "status", "field", "message"),
     [
-        (None, 400, "body: expected JSON"),
-        ("{nope", 400, "body: not valid JSON"),
-        ("[" * 20000, 400, "body: JSON nested too deeply"),
-        ('{"records": ' + "[" * 20000, 400, "body: JSON nested too deeply"),
-        ('{"items": []}', 400, "records: expected"),
-        ('{"records": []}', 400, "records: the list is empty"),
-        (json.dumps({"records": [{"text": "x"}] * 501}), 413, "records: 501 in one request, more than 500"),
+        (None, 400, "body", "expected JSON"),
+        ("{nope", 400, "body", "not valid JSON"),
+        ("[" * 20000, 400, "body", "JSON nested too deeply"),
+        ('{"records": ' + "[" * 20000, 400, "body", "JSON nested too deeply"),
+        ('{"items": []}', 400, "records", "expected"),
+        ('{"records": []}', 400, "records", "the list is empty"),
+        (json.dumps({"records": [{"text": "x"}] * 501}), 413, "records", "501 in one request, more than 500"),
     ],
 )
-def test_unusable_requests_get_4xx_naming_the_problem(api: Any, body: str | None, status: int, error: str) -> None:
+def test_unusable_requests_get_4xx_naming_the_problem(
+    api: Any, body: str | None, status: int, field: str, message: str
+) -> None:
     got_status, result = call(api, body)
-    assert got_status == status and result["error"].startswith(error)
+    # The predict API's error shape: code, message, the field to fix, and the request id to quote
+    assert got_status == status and result["request_id"] == "req-1"
+    error = result["error"]
+    assert error["code"] == ("too_large" if status == 413 else "invalid_request")
+    assert error["message"].startswith(f"{field}: {message}")
+    assert error["fields"] == [{"field": field, "message": error["message"].removeprefix(f"{field}: ")}]
+
+
+def test_a_body_that_is_not_utf8_is_a_400_naming_the_body(api: Any) -> None:
+    event = request(None) | {"body": base64.b64encode(b'{"records": ["caf\xe9"]}').decode(), "isBase64Encoded": True}
+    response = api.handler(event, LocalContext())
+    error = json.loads(response["body"])["error"]
+    assert response["statusCode"] == 400 and error["fields"][0]["field"] == "body" and "UTF-8" in error["message"]
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/v1/ingest", 405), ("POST", "/v1/nothing", 404)])
+def test_wrong_method_and_unknown_route_answer_in_the_same_shape(api: Any, method: str, path: str, status: int) -> None:
+    event = request("{}", path=path) | {"httpMethod": method}
+    response = api.handler(event, LocalContext())
+    answer = json.loads(response["body"])
+    assert response["statusCode"] == status and set(answer) == {"error", "request_id"}
+    if status == 405:
+        assert (response.get("multiValueHeaders") or {}).get("Allow") == ["POST"]
