@@ -1,0 +1,113 @@
+"""The training job's code: `sourcedir.tar.gz` (script mode) shipped as an S3 asset, built without Docker.
+
+    models/...          the factory; `models/train.py` is the entry point (sagemaker_program)
+    cnai/...            the core library the factory imports (shipped whole: folders, never file lists)
+    requirements.txt    what the PyTorch training image lacks, pinned by constraints.txt
+
+The SageMaker training toolkit downloads the tar named by the `sagemaker_submit_directory` hyperparameter,
+unpacks it into /opt/ml/code, pip-installs requirements.txt and runs `python models/train.py` (or torchrun)
+from there; train.py puts its parent's parent (/opt/ml/code) on sys.path, so `cnai` and `models` import.
+
+The tar is reproducible (sorted entries, fixed mtime/owner/mode, gzip without a timestamp), so the asset
+hash, and therefore the deployed object, changes only when the shipped code does.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import tarfile
+import tomllib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_DIR = ROOT / "build" / "training"
+PACKAGES = ("models", "cnai")
+ENTRY_POINT = "models/train.py"
+# The training image brings its own CUDA build of torch: installing the pinned CPU wheel over it would break it.
+PROVIDED_BY_IMAGE = frozenset({"torch"})
+SKIP_DIRS = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache"})
+SKIP_SUFFIXES = (".pyc", ".pyo")
+REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirements(root: Path = ROOT) -> list[str]:
+    """The core dependencies and the `training` extra of pyproject.toml, minus what the image provides,
+    each pinned to its constraints.txt version (a local-version suffix such as +cpu dropped).
+
+    Raises ValueError naming a requirement that constraints.txt does not pin: an unpinned install in the
+    job would train with whatever version is newest that day.
+    """
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *project["optional-dependencies"]["training"]]
+    pins: dict[str, str] = {}
+    for line in (root / "constraints.txt").read_text().splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            name, version = line.split("==", 1)
+            pins[_normalize(name)] = version.strip().split("+", 1)[0]
+    out: dict[str, str] = {}
+    for requirement in wanted:
+        match = REQUIREMENT_NAME.match(requirement)
+        if match is None:
+            raise ValueError(f"pyproject.toml: cannot read the requirement {requirement!r}")
+        name = _normalize(match.group(1))
+        if name in PROVIDED_BY_IMAGE or name in ("typer", "rich"):  # the CLI's; the factory never imports them
+            continue
+        if name not in pins:
+            raise ValueError(f"constraints.txt: {name} (a training requirement) is not pinned")
+        out[name] = f"{name}=={pins[name]}"
+    return sorted(out.values())
+
+
+def _files(root: Path, packages: Sequence[str]) -> Iterable[Path]:
+    for package in packages:
+        base = root / package
+        if not (base / "__init__.py").is_file():
+            raise FileNotFoundError(f"training code package {base} does not exist (no __init__.py)")
+        for path in sorted(base.rglob("*")):
+            parts = path.relative_to(root).parts
+            if path.is_file() and not SKIP_DIRS.intersection(parts) and not path.name.endswith(SKIP_SUFFIXES):
+                yield path
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def build_sourcedir(target: Path, *, root: Path = ROOT, packages: Sequence[str] = PACKAGES) -> Path:
+    """Write the reproducible sourcedir.tar.gz to `target` (same inputs: same bytes) and return it."""
+    if not (root / ENTRY_POINT).is_file():
+        raise FileNotFoundError(f"training entry point {root / ENTRY_POINT} does not exist")
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in _files(root, packages):
+            _add(tar, path.relative_to(root).as_posix(), path.read_bytes())
+        _add(tar, "requirements.txt", ("\n".join(requirements(root)) + "\n").encode())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as handle, gzip.GzipFile(fileobj=handle, mode="wb", mtime=0, filename="") as gz:
+        gz.write(raw.getvalue())
+    return target
+
+
+class TrainingCode(Construct):
+    """`asset`: the sourcedir.tar.gz in the CDK assets bucket; `s3_uri` is what sagemaker_submit_directory holds."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, build_dir: Path = BUILD_DIR) -> None:
+        super().__init__(scope, construct_id)
+        tar = build_sourcedir(build_dir / "sourcedir.tar.gz")
+        self.asset = s3_assets.Asset(self, "Asset", path=str(tar))
+        self.s3_uri = self.asset.s3_object_url
+        self.entry_point = ENTRY_POINT

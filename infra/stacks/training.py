@@ -1,0 +1,341 @@
+"""The training stack: the "train" workflow, its four functions, the artifacts bucket, the model registry groups,
+the notification topic and the optional schedule.
+
+Reads `settings.training` (instance, spot, limits, image version, models, schedule) and `settings.monitoring`
+(who is told). The data lake (where PrepareDataset reads curated records and writes snapshots) comes from the
+ingestion stack; a test passes an imported bucket.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_scheduler as scheduler
+from constructs import Construct
+
+from cnai.settings import environment_for
+from functions.notify.settings import NotifySettings
+from functions.prepare_dataset.settings import PrepareSettings
+from functions.quality_gate.settings import QualityGateSettings
+from functions.register_model.settings import RegisterSettings
+from infra.config import Settings
+from infra.constructs.framework_image import framework_image
+from infra.constructs.model_registry import ModelRegistry
+from infra.constructs.monitoring import Monitoring
+from infra.constructs.nag_findings import allow, imported
+from infra.constructs.python_function import PythonFunction, logs_key
+from infra.constructs.runtime_layer import RuntimeLayer
+from infra.constructs.secure_bucket import SecureBucket
+from infra.constructs.training_code import TrainingCode
+from infra.constructs.training_workflow import CHECKPOINTS, OUTPUT, TrainingWorkflow
+
+CURATED = "curated"
+DATASETS = "datasets"
+REPORTS = "evaluations"
+SERVING_INSTANCE = "ml.m5.xlarge"  # CPU: what the serving image is looked up for (the student is int8 ONNX)
+SERVING_IMAGE_VERSION = "2.6"
+
+
+class TrainingStack(cdk.Stack):
+    """Attributes: `workflow`, `state_machine`, `artifacts` (bucket), `key`, `registry`, `topic`, `functions`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        lake: s3.IBucket,
+        lake_key: kms.IKey | None,
+        layer_code: lambda_.Code | None = None,
+        function_code: lambda_.Code | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        t = settings.training
+        # The lake belongs to the ingestion stack: import its attributes explicitly (see nag_findings.imported).
+        lake_name = imported(self, lake, lake.bucket_name)
+        lake = s3.Bucket.from_bucket_attributes(
+            self, "Lake", bucket_arn=imported(self, lake, lake.bucket_arn), bucket_name=lake_name
+        )
+        if lake_key is not None:
+            lake_key = kms.Key.from_key_arn(self, "LakeKey", imported(self, lake_key, lake_key.key_arn))
+        self.job_prefix = f"{settings.prefix}-train"
+        self.key = logs_key(self, "Key", description="cnai training: artifacts, job volumes and output, logs")
+        self.artifacts = SecureBucket(
+            self,
+            "Artifacts",
+            key=self.key,
+            lifecycle_rules=[
+                # Checkpoints matter while a job can still resume; afterwards the model in training/ is the result.
+                s3.LifecycleRule(id="expire-checkpoints", prefix=f"{CHECKPOINTS}/", expiration=cdk.Duration.days(30))
+            ],
+        ).bucket
+        self.registry = ModelRegistry(self, "Registry", prefix=settings.prefix, models=t.models)
+        self.monitoring = Monitoring(
+            self, "Monitoring", emails=settings.monitoring.alarm_emails, namespace=settings.project
+        )
+        self.topic = self.monitoring.topic
+
+        training_image = framework_image(
+            self,
+            "TrainingImage",
+            version=t.framework_version,
+            py_version=t.py_version,
+            instance_type=t.instance_type,
+            image_scope="training",
+        )
+        serving_image = framework_image(
+            self,
+            "ServingImage",
+            version=SERVING_IMAGE_VERSION,
+            py_version=t.py_version,
+            instance_type=SERVING_INSTANCE,
+            image_scope="inference",
+        )
+        self.code = TrainingCode(self, "Code")
+
+        layer = RuntimeLayer(self, "Runtime", code=layer_code)
+        group_prefix = settings.prefix
+
+        def function(
+            construct_id: str, name: str, description: str, env: Mapping[str, str], **kw: Any
+        ) -> PythonFunction:
+            return PythonFunction(
+                self,
+                construct_id,
+                function=name,
+                description=description,
+                environment=dict(env),
+                layers=[layer.layer],
+                key=self.key,
+                code=function_code,
+                metrics_namespace=settings.project,
+                **kw,
+            )
+
+        prepare = function(
+            "PrepareDataset",
+            "prepare_dataset",
+            "cnai train: freeze a date range of the lake into a snapshot (or validate a manifest)",
+            environment_for(
+                PrepareSettings,
+                lake_bucket=lake.bucket_name,
+                job_prefix=self.job_prefix,
+                curated_prefix=CURATED,
+                datasets_prefix=DATASETS,
+            ),
+            memory_size=3008,
+            timeout=cdk.Duration.minutes(15),
+        )
+        quality = function(
+            "QualityGate",
+            "quality_gate",
+            "cnai train: model card + evaluation report vs thresholds and the approved version",
+            environment_for(
+                QualityGateSettings,
+                artifact_bucket=self.artifacts.bucket_name,
+                reports_prefix=REPORTS,
+                group_prefix=group_prefix,
+            ),
+            memory_size=1024,
+            timeout=cdk.Duration.minutes(5),
+        )
+        register = function(
+            "Register",
+            "register_model",
+            "cnai train: a new model package version with metrics and lineage",
+            environment_for(RegisterSettings, group_prefix=group_prefix, serving_image=serving_image.uri),
+            memory_size=512,
+            timeout=cdk.Duration.minutes(2),
+        )
+        notify = function(
+            "Notify",
+            "notify",
+            "cnai train: publish the run's outcome (console link, version, metrics, cost) to SNS",
+            environment_for(NotifySettings, topic_arn=self.topic.topic_arn),
+            memory_size=256,
+            timeout=cdk.Duration.seconds(30),
+        )
+        self.functions = {
+            "prepare_dataset": prepare,
+            "quality_gate": quality,
+            "register_model": register,
+            "notify": notify,
+        }
+        self._grant_functions(lake, lake_key, serving_image.repository_arn)
+        for name, f in self.functions.items():
+            self.monitoring.function_errors(f"{f.node.id}Errors", f.function, f"training workflow step {name}")
+
+        self.workflow = TrainingWorkflow(
+            self,
+            "Workflow",
+            state_machine_name=f"{settings.prefix}-train",
+            job_prefix=self.job_prefix,
+            project=settings.project,
+            functions={name: f.function for name, f in self.functions.items()},
+            artifacts=self.artifacts,
+            key=self.key,
+            datasets=lake,
+            datasets_key=lake_key,
+            datasets_prefix=DATASETS,
+            code_uri=self.code.s3_uri,
+            code_bucket=self.code.asset.bucket,
+            code_key=self.code.asset.s3_object_key,
+            image_uri=training_image.uri,
+            image_repository_arn=training_image.repository_arn,
+            volume_gb=t.volume_gb,
+        )
+        self.state_machine = self.workflow.state_machine
+        self.monitoring.alarm(
+            "ExecutionsFailed",
+            metric=self.state_machine.metric_failed(period=cdk.Duration.minutes(5), statistic="Sum"),
+            description=f"{self.state_machine.state_machine_name}: an execution failed (see the NotifyFailure message)",
+            threshold=0,
+        )
+        if t.schedule:
+            self._schedule(t.schedule, t.schedule_lookback_days, t.models)
+
+        cdk.CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
+        cdk.CfnOutput(self, "ArtifactsBucket", value=self.artifacts.bucket_name)
+        cdk.CfnOutput(self, "TopicArn", value=self.topic.topic_arn)
+        cdk.CfnOutput(self, "JobPrefix", value=self.job_prefix)
+        cdk.CfnOutput(self, "ModelPackageGroups", value=",".join(self.registry.group_name(m) for m in t.models))
+
+    def _grant_functions(self, lake: s3.IBucket, lake_key: kms.IKey | None, serving_repository_arn: str) -> None:
+        """Each function gets what its step does, named: no bucket-wide or registry-wide rights."""
+        prepare, quality, register, notify = (self.functions[n].role for n in FUNCTION_ORDER)
+        lake_reason = (
+            f"PrepareDataset reads the curated records of the requested dates ({CURATED}/<date>/...) and writes "
+            f"or re-reads the snapshot files ({DATASETS}/<name>/<version>/...): fixed prefixes, object names per run."
+        )
+        allow(
+            prepare,
+            sid="ReadCuratedAndSnapshots",
+            actions=["s3:GetObject"],
+            resources=[lake.arn_for_objects(f"{CURATED}/*"), lake.arn_for_objects(f"{DATASETS}/*")],
+            wildcard_reason=lake_reason,
+        )
+        allow(
+            prepare,
+            sid="WriteSnapshots",
+            actions=["s3:PutObject"],
+            resources=[lake.arn_for_objects(f"{DATASETS}/*")],
+            wildcard_reason=lake_reason,
+        )
+        allow(
+            prepare,
+            sid="ListLake",
+            actions=["s3:ListBucket"],
+            resources=[lake.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{CURATED}/*", f"{DATASETS}/*"]}},
+        )
+        if lake_key is not None:
+            allow(prepare, sid="LakeKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[lake_key.key_arn])
+        artifact_objects = {prefix: self.artifacts.arn_for_objects(f"{prefix}/*") for prefix in (OUTPUT, REPORTS)}
+        reason = (
+            f"The job's model.tar.gz (under {OUTPUT}/<job>/output/) and the evaluation report (under "
+            f"{REPORTS}/<job>/) are named per training job at run time: fixed prefixes, no other object."
+        )
+        allow(
+            quality,
+            sid="ReadModel",
+            actions=["s3:GetObject"],
+            resources=[artifact_objects[OUTPUT]],
+            wildcard_reason=reason,
+        )
+        allow(
+            quality,
+            sid="WriteReport",
+            actions=["s3:PutObject"],
+            resources=[artifact_objects[REPORTS]],
+            wildcard_reason=reason,
+        )
+        registry = [*self.registry.group_arns(), *self.registry.package_arns()]
+        registry_reason = (
+            "Model package versions are numbered by SageMaker at registration: the resource is the versions of "
+            "this deployment's groups (model-package/<group>/*), no other group."
+        )
+        for role in (quality, register):
+            allow(
+                role,
+                sid="ArtifactKey",
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[self.key.key_arn],
+            )
+            allow(
+                role,
+                sid="ReadRegistry",
+                actions=[
+                    "sagemaker:ListModelPackages",
+                    "sagemaker:DescribeModelPackage",
+                    "sagemaker:DescribeModelPackageGroup",
+                ],
+                resources=registry,
+                wildcard_reason=registry_reason,
+            )
+        allow(
+            register,
+            sid="RegisterVersion",
+            actions=["sagemaker:CreateModelPackage", "sagemaker:AddTags"],
+            resources=registry,
+            wildcard_reason=registry_reason,
+        )
+        # CreateModelPackage validates that the caller can read the model data and the report it points at.
+        allow(
+            register,
+            sid="ReadModelAndReport",
+            actions=["s3:GetObject"],
+            resources=list(artifact_objects.values()),
+            wildcard_reason=reason,
+        )
+        allow(
+            register,
+            sid="ServingImage",
+            actions=["ecr:BatchGetImage", "ecr:DescribeImages"],
+            resources=[serving_repository_arn],
+        )
+        allow(notify, sid="Publish", actions=["sns:Publish"], resources=[self.topic.topic_arn])
+        allow(
+            notify,
+            sid="TopicKey",
+            actions=["kms:Decrypt", "kms:GenerateDataKey"],
+            resources=[self.monitoring.key.key_arn],
+        )
+
+    def _schedule(self, expression: str, lookback_days: int, models: tuple[str, ...]) -> None:
+        """EventBridge Scheduler starts one execution per model on the expression (off unless configured)."""
+        role = iam.Role(
+            self,
+            "ScheduleRole",
+            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+            description="EventBridge Scheduler: start the train workflow",
+        )
+        self.state_machine.grant_start_execution(role)
+        for model in models:
+            # The input names a relative range; PrepareDataset resolves it against the scheduled time.
+            # <aws.scheduler.scheduled-time> is filled in by Scheduler at each run.
+            payload = {
+                "model": model,
+                "dataset": {"last_days": lookback_days, "until": "<aws.scheduler.scheduled-time>"},
+            }
+            scheduler.CfnSchedule(
+                self,
+                f"Schedule-{model}",
+                schedule_expression=expression,
+                flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+                target=scheduler.CfnSchedule.TargetProperty(
+                    arn=self.state_machine.state_machine_arn, role_arn=role.role_arn, input=json.dumps(payload)
+                ),
+                description=f"cnai train {model} on the last {lookback_days} days of the lake",
+            )
+
+
+FUNCTION_ORDER = ("prepare_dataset", "quality_gate", "register_model", "notify")
