@@ -99,12 +99,14 @@ def bench_handler(model: Path, texts: list[str], calls: int, batches: int) -> di
         "POWERTOOLS_SERVICE_NAME": "cnai-predict",
     }
     os.environ.update(env)
-    from cnai.local.server import LocalContext
+    from cnai.local.context import LocalContext
+    from cnai.serving.api import ServingOptions, build_api
+    from cnai.serving.backends import LocalBackend
     from functions.predict import handler as module
     from functions.predict.settings import load_settings
 
-    module.STATE = module.configure(load_settings(env))
-    name = next(iter(module.STATE.service.backends))
+    module.API = build_api(ServingOptions.of(load_settings(env)))
+    name = next(iter(module.API.service.backends))
     base = json.loads(EVENT.read_text(encoding="utf-8"))
     base["path"] = f"/v1/models/{name}/predict"
     base["pathParameters"] = {"model": name}
@@ -136,8 +138,8 @@ def bench_handler(model: Path, texts: list[str], calls: int, batches: int) -> di
     batch = run(groups)
     # The model alone on the same texts: separates the handler's own cost from the host's tail (preemption by
     # other processes shows up in both).
-    backend = module.STATE.service.backends[name]
-    assert isinstance(backend, module.LocalBackend)
+    backend = module.API.service.backends[name]
+    assert isinstance(backend, LocalBackend)
     predictor = backend.predictor
     model_only = []
     for text in texts[:calls]:

@@ -2,7 +2,7 @@
 
 The teacher (all-MiniLM-L6-v2 fine-tuned by the model factory, mean pooling + linear head) runs through a
 Hugging Face transformers `pipeline("text-classification")` on PyTorch, answering the same JSON body
-(`{"inputs": ..., "top_k": k}`) through cnai.local.server's server and API Gateway event conversion. Only the
+(`{"inputs": ..., "top_k": k}`) through cnai.local.server's server (uvicorn) and API Gateway events. Only the
 model path differs from `cnai serve`: no ONNX, no int8, no distillation (and no audit trail, which only
 makes the peer's job lighter).
 
@@ -26,7 +26,8 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertPreTrainedModel, pipeline
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from cnai.local.server import serve_forever
+from cnai.local.server import Listening, serve_forever
+from cnai.serving.asgi import FunctionHandler
 
 
 class MeanPoolClassifier(BertPreTrainedModel):
@@ -138,9 +139,9 @@ def main() -> int:
             torch.set_num_threads(args.torch_threads)
         classifier, description = load_teacher(labels, args.teacher)
         described.append(description)
-        return make_handler(classifier, args.name)
+        return FunctionHandler(make_handler(classifier, args.name))
 
-    def ready(server: Any) -> None:
+    def ready(server: Listening) -> None:
         setup = f"{args.workers} worker(s) x {args.torch_threads or torch.get_num_threads()} torch thread(s)"
         what = described[0] if described else describe_teacher(len(labels), args.teacher)
         print(f"serving on {server.url} ({what}; {setup})", flush=True)

@@ -162,8 +162,9 @@ def run(
         audit_store_text=store_text,
         **options,
     )
-    limits = {"max_body": max_body, "body_timeout_s": body_timeout_s}
-    serve_forever(lambda: build_api(serving), host, port, workers, ready, **limits)
+    serve_forever(
+        lambda: build_api(serving), host, port, workers, ready, max_body=max_body, body_timeout_s=body_timeout_s
+    )
 
 
 def serve_forever(
