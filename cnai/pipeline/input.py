@@ -23,6 +23,9 @@ from cnai.errors import CnaiError, describe
 MODEL_NAME = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
 # SageMaker: TrainingJobName matches ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# The workflow names each attempt `<job_name>-<retry count>` (a retried CreateTrainingJob needs a new name):
+# three characters are kept free for that suffix.
+JOB_NAME_MAX = 60
 PROFILES = ("default", "quick", "tiny")  # models/config.py PROFILES (the training side is not imported here)
 
 
@@ -108,8 +111,8 @@ class TrainingRunInput(BaseModel):
     @field_validator("job_name")
     @classmethod
     def _job_name(cls, value: str | None) -> str | None:
-        if value is not None and not JOB_NAME.fullmatch(value):
-            raise ValueError(f"{value!r} is not a SageMaker training job name (letters, digits, '-', <= 63)")
+        if value is not None and (not JOB_NAME.fullmatch(value) or len(value) > JOB_NAME_MAX):
+            raise ValueError(f"{value!r}: letters, digits and '-', at most {JOB_NAME_MAX} characters")
         return value
 
     @model_validator(mode="after")
@@ -162,7 +165,7 @@ def parse_run(data: Any) -> TrainingRunInput:
 
 
 def job_name(prefix: str, model: str, execution: str | None = None) -> str:
-    """`<prefix>-<model>-<10 hex>`, at most 63 characters.
+    """`<prefix>-<model>-<10 hex>`, at most JOB_NAME_MAX (60) characters.
 
     The suffix is a hash of the execution ARN when there is one, so a retried PrepareDataset (Lambda retry)
     names the same job instead of starting a second one; otherwise random. The model part is cut first,
@@ -171,8 +174,8 @@ def job_name(prefix: str, model: str, execution: str | None = None) -> str:
     if not JOB_NAME.fullmatch(prefix) or len(prefix) > 40:
         raise RunInputError(f"job name prefix {prefix!r}: letters, digits and '-', at most 40 characters")
     suffix = hashlib.sha256(execution.encode()).hexdigest()[:10] if execution else secrets.token_hex(5)
-    room = 63 - len(prefix) - len(suffix) - 2
+    room = JOB_NAME_MAX - len(prefix) - len(suffix) - 2
     middle = model[:room].strip("-")
     name = f"{prefix}-{middle}-{suffix}" if middle else f"{prefix}-{suffix}"
-    assert JOB_NAME.fullmatch(name), name
+    assert JOB_NAME.fullmatch(name) and len(name) <= JOB_NAME_MAX, name
     return name

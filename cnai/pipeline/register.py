@@ -42,6 +42,9 @@ def register_run(
     normalized = parse_run(run)
     if not quality.get("passed"):
         raise RegistryError("quality.passed is not true: only a model that passed the gate is registered")
+    missing = [k for k in ("report_uri", "card", "metrics") if not quality.get(k)]
+    if missing:  # a ResultSelector that drops them would register a version without report or lineage
+        raise RegistryError(f"quality: {', '.join(missing)} missing (the QualityGate state must pass them on)")
     existing = next(
         (v for v in registry.versions(normalized.model) if v.lineage.get("execution_arn") == execution_arn), None
     )

@@ -119,7 +119,7 @@ def test_prepare_freezes_a_range_into_channels_the_job_reads(aws: Aws) -> None:
     out = prepare.handler(prepare_event(CONSOLE_INPUT), LocalContext("prepare"))
     run, dataset = out["run"], out["dataset"]
     # Then the run is normalized with a job name under the deployment's prefix
-    assert run["job_name"].startswith(f"{PREFIX}-banking77-") and len(run["job_name"]) <= 63
+    assert run["job_name"].startswith(f"{PREFIX}-banking77-") and len(run["job_name"]) <= 60
     assert run["thresholds"]["accuracy"] == 0.8 and run["dataset"]["from"] == "2026-11-01"
     # And the dataset answers the contract's fields, its channels holding exactly the range's rows
     assert dataset["engine"] == "lambda" and dataset["labels"] == 3

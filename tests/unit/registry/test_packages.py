@@ -114,3 +114,9 @@ def test_register_is_idempotent_per_execution_and_approves_only_on_request(regis
     with pytest.raises(RegistryError, match=r"quality\.passed is not true"):
         register_run(registry, image="img", run=run, dataset=dataset, training=training,
                      quality={**quality, "passed": False}, execution_arn=execution + "-3")  # fmt: skip
+    # And a quality result stripped of its report and card (a state that drops them) is refused, not
+    # registered without its evaluation report and lineage
+    stripped = {k: v for k, v in quality.items() if k not in ("report_uri", "card")}
+    with pytest.raises(RegistryError, match="quality: report_uri, card missing"):
+        register_run(registry, image="img", run=run, dataset=dataset, training=training, quality=stripped,
+                     execution_arn=execution + "-4")  # fmt: skip
