@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import tarfile
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from packaging.requirements import Requirement
 from cnai.serving.sagemaker import package_model
 from infra.config import Settings
 from infra.constructs.runtime_layer import layer_code
+from infra.stacks.ingestion import IngestionStack
 from infra.stacks.serving import ServingStack
 from tests.integration.conftest import HostLayer
 from tests.isolated import requirements_venv, run_isolated
@@ -38,17 +40,24 @@ ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 
+@dataclass(frozen=True)
+class Synthesized:
+    out: Path  # the cloud assembly folder, assets included
+    serving: assertions.Template
+    ingestion: assertions.Template
+
+
 @pytest.fixture(scope="module")
-def synthesized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, assertions.Template]:
-    # Given the serving stack with bundling on and no prebuilt layer folder
+def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    # Given the serving and ingestion stacks with bundling on and no prebuilt layer folder
     out = tmp_path_factory.mktemp("cdk.out")
     app = cdk.App(outdir=str(out))
-    stack = ServingStack(
-        app, "Serving", settings=Settings(), layer_code=layer_code(build_dir=tmp_path_factory.mktemp("no-layer"))
-    )
-    # When it synthesizes (bundling runs here: pip for the layer, a file copy for the function)
+    no_layer = tmp_path_factory.mktemp("no-layer")  # one Code per stack; the same recipe hash bundles once
+    serving = ServingStack(app, "Serving", settings=Settings(), layer_code=layer_code(build_dir=no_layer))
+    ingestion = IngestionStack(app, "Ingestion", settings=Settings(), layer_code=layer_code(build_dir=no_layer))
+    # When it synthesizes (bundling runs here: pip for the layer, once, a file copy for each function)
     app.synth()
-    return out, assertions.Template.from_stack(stack)
+    return Synthesized(out, assertions.Template.from_stack(serving), assertions.Template.from_stack(ingestion))
 
 
 def asset_dir(out: Path, s3_key: Any) -> Path:
@@ -64,18 +73,17 @@ def files_under(root: Path) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def function_asset(synthesized: tuple[Path, assertions.Template]) -> Path:
-    out, template = synthesized
+def function_asset(synthesized: Synthesized) -> Path:
     [fn] = [
         f["Properties"]
-        for f in template.find_resources("AWS::Lambda::Function").values()
+        for f in synthesized.serving.find_resources("AWS::Lambda::Function").values()
         if f["Properties"].get("Handler") == "functions.predict.handler.handler"
     ]
-    return asset_dir(out, fn["Code"]["S3Key"])
+    return asset_dir(synthesized.out, fn["Code"]["S3Key"])
 
 
-def test_layer_is_built_at_synth_for_arm64_python312_and_pruned(synthesized: tuple[Path, assertions.Template]) -> None:
-    out, template = synthesized
+def test_layer_is_built_at_synth_for_arm64_python312_and_pruned(synthesized: Synthesized) -> None:
+    out, template = synthesized.out, synthesized.serving
     [layer] = template.find_resources("AWS::Lambda::LayerVersion").values()
     root = asset_dir(out, layer["Properties"]["Content"]["S3Key"]) / "python"
     names = files_under(root)
@@ -162,6 +170,53 @@ def test_packaged_function_serves_a_real_event_with_only_the_layer_and_the_lambd
     assert audits[0]["source_ip"] == "192.0.2.7"
     assert len(audits[0]["inputs"]) == 2
     assert "lost my card" not in "\n".join(line for line in lines if line != response_line)
+
+
+IMPORT_PROBE = """
+import importlib, json, os
+module = importlib.import_module(os.environ["PROBE_MODULE"])
+assert callable(module.handler)
+import cnai
+print("FROM " + json.dumps([module.__file__, cnai.__file__]))
+"""
+
+
+def deployed_environment(variables: dict[str, Any]) -> dict[str, str]:
+    """The function's environment as infra wrote it; a value CloudFormation resolves at deploy time (a Ref to
+    the bucket, the table, the stream) becomes a name of the same shape."""
+    return {k: v if isinstance(v, str) else k.lower().replace("_", "-") for k, v in variables.items()}
+
+
+def test_every_function_asset_cold_starts_from_itself_the_layer_and_the_runtime(
+    synthesized: Synthesized, tmp_path: Path, host_layer: HostLayer
+) -> None:
+    # Given every function of ours that the stacks synthesize (predict answers a real event in the test above)
+    functions = [
+        f["Properties"]
+        for template in (synthesized.serving, synthesized.ingestion)
+        for f in template.find_resources("AWS::Lambda::Function").values()
+        if str(f["Properties"].get("Handler", "")).startswith("functions.")
+    ]
+    handlers = {f["Handler"] for f in functions}
+    assert {"functions.ingest.handler.handler", "functions.ingest_api.handler.handler"} <= handlers
+    python = requirements_venv(tmp_path / "venv", [])
+    for fn in functions:
+        if fn["Handler"] == "functions.predict.handler.handler":
+            continue  # loads a model at import: covered with a real artifact above
+        asset = asset_dir(synthesized.out, fn["Code"]["S3Key"])
+        env = {
+            **deployed_environment(fn.get("Environment", {}).get("Variables", {})),
+            "PROBE_MODULE": fn["Handler"].rsplit(".", 1)[0],
+            "AWS_DEFAULT_REGION": "eu-west-1",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+        # When an isolated Python imports its handler module as Lambda's cold start does
+        run = run_isolated(python, IMPORT_PROBE, [asset, host_layer.python, host_layer.runtime], env=env,
+                           cwd=tmp_path)  # fmt: skip
+        # Then it imports from the asset alone: settings valid, clients built, nothing missing
+        assert run.returncode == 0, f"{fn['Handler']}:\n{run.stderr[-3000:]}"
+        [origin] = [json.loads(x.removeprefix("FROM ")) for x in run.stdout.splitlines() if x.startswith("FROM ")]
+        assert all(Path(f).is_relative_to(asset) for f in origin), origin
 
 
 # ---- SageMaker Serverless: model.tar.gz ----
