@@ -383,7 +383,10 @@ class _Job:
             mark = (stat.st_size, stat.st_mtime_ns)
             if seen is not None and seen.get(path) == mark:
                 continue
-            self.s3.upload_file(str(path), bucket, prefix + path.relative_to(local).as_posix())
+            try:
+                self.s3.upload_file(str(path), bucket, prefix + path.relative_to(local).as_posix())
+            except FileNotFoundError:  # renamed away between listing and upload (tmp file -> checkpoint)
+                continue
             if seen is not None:
                 seen[path] = mark
 
@@ -448,29 +451,33 @@ class _Job:
         seen: dict[Path, tuple[int, int]] = {}
         before = {p: p.stat().st_mtime_ns for p in paths["checkpoints"].rglob("*") if p.is_file()}
         last_sync, why = started, None
-        while self.process.poll() is None:
-            time.sleep(0.1)
-            now = time.monotonic()
-            if self.abandoned:
-                self._signal(signal.SIGKILL)
-                break
-            if why is None and now - started > runtime_left:
-                why = "max_runtime"
-            elif why is None and self.max_wait is not None and now - self.started > self.max_wait:
-                why = "max_wait"
-            elif why is None and interrupt and self._checkpoint_written(paths["checkpoints"], before):
-                if not self.runner._take_interruption():  # another job took the last one
-                    interrupt = False
-                    continue
-                self._sync_checkpoints_up(paths["checkpoints"], seen)
-                self._log(f"[{self.name}] spot interruption: SIGTERM to the training process")
-                why = "interrupted"
-            if why is not None:
-                self._stop()
-                break
-            if now - last_sync >= self.runner.checkpoint_sync_s:
-                self._sync_checkpoints_up(paths["checkpoints"], seen)
-                last_sync = now
+        try:
+            while self.process.poll() is None:
+                time.sleep(0.1)
+                now = time.monotonic()
+                if self.abandoned:
+                    self._signal(signal.SIGKILL)
+                    break
+                if now - started > runtime_left:
+                    why = "max_runtime"
+                elif self.max_wait is not None and now - self.started > self.max_wait:
+                    why = "max_wait"
+                elif interrupt and self._checkpoint_written(paths["checkpoints"], before):
+                    if not self.runner._take_interruption():  # another job took the last one
+                        interrupt = False
+                        continue
+                    self._sync_checkpoints_up(paths["checkpoints"], seen)
+                    self._log(f"[{self.name}] spot interruption: SIGTERM to the training process")
+                    why = "interrupted"
+                if why is not None:
+                    self._stop()
+                    break
+                if now - last_sync >= self.runner.checkpoint_sync_s:
+                    self._sync_checkpoints_up(paths["checkpoints"], seen)
+                    last_sync = now
+        except BaseException:  # the job fails on our side (S3, disk): the process must not outlive it
+            self._signal(signal.SIGKILL)
+            raise
         code = self.process.wait()
         reader.join(5)
         ran = time.monotonic() - started
