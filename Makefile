@@ -9,7 +9,7 @@ DATA ?= ../shared/datasets/banking77
 LOCAL := .local
 PYTEST_ARGS ?=
 
-.PHONY: lock help setup run test test-unit test-infra test-integration lint format typecheck layers synth bench-distill bench-ingest bench-serve clean
+.PHONY: lock help setup run test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-ingest bench-serve clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ layers: setup ## build the Lambda runtime layer for arm64 / Python 3.12 with pip
 
 synth: setup ## synthesize the CDK app into cdk.out/ (cdk.json's output: `cdk deploy --app cdk.out`); no AWS account needed
 	$(PY) app.py
+
+workflow-picture: setup ## draw the "train" state machine from its synthesized definition into docs/training-workflow.svg
+	$(PY) -m infra.render_workflow --out docs/training-workflow.svg
 
 bench-distill: setup ## full BANKING77 factory run: teacher vs student table + reports/bench-distill.json
 	$(PY) -m models.bench_distill --data $(DATA) --out reports

@@ -10,6 +10,7 @@ from cdk_nag import AwsSolutionsChecks
 from infra.config import Settings, settings_from_context
 from infra.stacks.ingestion import IngestionStack
 from infra.stacks.serving import ServingStack
+from infra.stacks.training import TrainingStack
 
 
 def build(app: cdk.App, settings: Settings | None = None) -> dict[str, cdk.Stack]:
@@ -37,6 +38,17 @@ def build(app: cdk.App, settings: Settings | None = None) -> dict[str, cdk.Stack
         ingest_function_arn=ingest_api.function_arn if ingest_api is not None else None,
         env=env,
         description="cnai serving: REST API, predict Lambda, audit trail, SageMaker Serverless",
+    )
+    # Training reads curated records and writes snapshots in the ingestion stack's lake (imported explicitly).
+    ingestion = stacks["ingestion"]
+    stacks["training"] = TrainingStack(
+        app,
+        f"{settings.prefix}-training",
+        settings=settings,
+        lake=ingestion.lake,  # type: ignore[attr-defined]
+        lake_key=ingestion.lake_key,  # type: ignore[attr-defined]
+        env=env,
+        description="cnai training: the train workflow (dataset, SageMaker GPU training, quality gate, registry)",
     )
     cdk.Tags.of(app).add("project", settings.project)
     cdk.Tags.of(app).add("stage", settings.stage)

@@ -24,6 +24,9 @@ DEPLOY_TIME = {
     "idempotency_table": "cnai-dev-ingestion-Idempotency-1A2B3C",
     "stream": "cnai-dev-ingestion-Stream-1A2B3C",
     "model_uri": "s3://cnai-dev-serving-models1a2b3c/models/banking77/model.tar.gz",
+    # the training stack's
+    "artifact_bucket": "cnai-dev-training-artifactsbucket1a2b3c",
+    "topic_arn": "arn:aws:sns:us-east-1:123456789012:cnai-dev-training-MonitoringTopic1A2B3C",
 }
 
 

@@ -489,3 +489,21 @@ def test_the_sourcedir_alone_runs_the_entry_point(tmp_path: Path) -> None:
     assert where.returncode == 0, where.stderr[-2000:]
     for line in where.stdout.split():
         assert Path(line).resolve().is_relative_to((tmp_path / "code").resolve()), line
+
+
+# ---- the picture in docs/
+
+
+def test_the_workflow_picture_is_drawn_from_the_definition_and_is_stable(default: Synth, tmp_path: Path) -> None:
+    from infra.render_workflow import definition_from_template, render
+
+    # Given the synthesized template; When it is drawn twice
+    definition = definition_from_template(default.json)
+    first = render(definition, tmp_path / "a.svg").read_bytes()
+    second = render(definition, tmp_path / "b.svg").read_bytes()
+    # Then the SVG is byte-stable and names every state and the .sync task
+    assert first == second
+    text = first.decode()
+    for state in default.states:
+        assert state.replace("?", "") in text, state
+    assert "createTrainingJob.sync" in text
