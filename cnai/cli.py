@@ -53,6 +53,7 @@ def _register_subpackages() -> None:
     # `cnai predict | info`: cnai/serving/cli.py; `cnai serve`: cnai/local/cli.py; `cnai ingest FILE --stream
     # NAME` and `cnai dataset build`: cnai/ingest/cli.py; `cnai train`: cnai/pipeline/cli.py; `cnai models`:
     # cnai/registry/cli.py
+    from cnai.data.cli import register as register_data
     from cnai.ingest.cli import register as register_ingestion
     from cnai.local.cli import register as register_local
     from cnai.pipeline.cli import register as register_training
@@ -62,6 +63,7 @@ def _register_subpackages() -> None:
     register_serving(app)
     register_local(app)
     register_ingestion(app)
+    register_data(app)
     register_training(app)
     register_registry(app)
 
