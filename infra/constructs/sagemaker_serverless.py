@@ -7,17 +7,15 @@ requirements.txt (onnxruntime, tokenizers, numpy, pydantic) that the container i
 SageMaker inference toolkit looks for exactly that `code/` folder in the model directory, so one tar serves
 both places and a new model version is one new object, nothing else.
 
-Image: the AWS Deep Learning Container for PyTorch inference, CPU, Python 3.12 (DLC_TAG), by region from
-DLC_ACCOUNTS. It is chosen for its Python (cnai needs >= 3.11; the scikit-learn images run 3.9) and its
-SageMaker inference toolkit (the model_fn contract, requirements.txt install); PyTorch is present in the image
-but never imported: the hooks run onnxruntime only. `image_uri` overrides it, e.g. a slim custom image with the
-requirements baked in (faster cold start, and network isolation becomes possible). See docs/serving-infra.md.
+Image: the AWS Deep Learning Container for PyTorch inference, CPU, Python 3.12 (SERVING_FRAMEWORK_VERSION),
+looked up at synth time with the SageMaker SDK's table (infra/constructs/framework_image.py). It is chosen for
+its Python (cnai needs >= 3.11; the scikit-learn images run 3.9) and its SageMaker inference toolkit (the
+model_fn contract, requirements.txt install); PyTorch is present in the image but never imported: the hooks run
+onnxruntime only. `image_uri` overrides it, e.g. a slim custom image with the requirements baked in (faster cold
+start, and network isolation becomes possible). See docs/serving-infra.md.
 """
 
 from __future__ import annotations
-
-import re
-from typing import NamedTuple
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -26,43 +24,34 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from infra.constructs.framework_image import EcrImage, FrameworkImage, framework_image, parse_image_uri
 from infra.constructs.nag import acknowledge
 
-DLC_REPOSITORY = "pytorch-inference"
-DLC_TAG = "2.6.0-cpu-py312-ubuntu22.04-sagemaker"
-# The Deep Learning Containers registry account per region (the same one in these commercial regions; opt-in
-# regions use others: pass cnai:serving.endpoint.image_uri there).
-DLC_REGIONS = (
-    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "eu-west-1", "eu-west-2", "eu-west-3",
-    "eu-central-1", "eu-north-1", "ap-northeast-1", "ap-northeast-2", "ap-southeast-1", "ap-southeast-2",
-    "ap-south-1", "sa-east-1",
-)  # fmt: skip
-DLC_ACCOUNTS = dict.fromkeys(DLC_REGIONS, "763104351884")
+__all__ = ["EcrImage", "SageMakerServerless", "parse_image_uri", "serving_image"]
+
+# The serving image: PyTorch inference DLC, CPU (serverless endpoints run on CPU), Python 3.12.
+SERVING_FRAMEWORK_VERSION = "2.6"
+SERVING_PY_VERSION = "py312"
+SERVING_INSTANCE_TYPE = "ml.m5.xlarge"  # only selects the CPU image; serverless variants name no instance
 SAGEMAKER_PROGRAM = "inference.py"
-# <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repository>[:<tag>][@sha256:<digest>]
-ECR_IMAGE_URI = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?"
-    r"/(?P<repository>[a-z0-9][a-z0-9._/-]*)(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
-)
 
 
-class EcrImage(NamedTuple):
-    """Where an image lives: what the role's pull permission is scoped to."""
-
-    account: str
-    region: str
-    repository: str
-
-
-def parse_image_uri(image_uri: str) -> EcrImage:
-    """Account, region and repository of an ECR image URI (tag or digest). Raises ValueError otherwise."""
-    match = ECR_IMAGE_URI.match(image_uri)
-    if match is None:
-        raise ValueError(
-            f"sagemaker image_uri {image_uri!r}: expected an ECR image "
-            "<account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag> (or @sha256:<digest>)"
+def serving_image(scope: Construct, image_uri: str | None) -> FrameworkImage:
+    """The configured image (and its repository), or the regional PyTorch inference DLC from the SDK's table."""
+    if image_uri is not None:
+        image = parse_image_uri(image_uri)
+        stack = cdk.Stack.of(scope)
+        return FrameworkImage(
+            image_uri, f"arn:{stack.partition}:ecr:{image.region}:{image.account}:repository/{image.repository}"
         )
-    return EcrImage(match["account"], match["region"], match["repository"])
+    return framework_image(
+        scope,
+        "ServingImage",
+        version=SERVING_FRAMEWORK_VERSION,
+        py_version=SERVING_PY_VERSION,
+        instance_type=SERVING_INSTANCE_TYPE,
+        image_scope="inference",
+    )
 
 
 class SageMakerServerless(Construct):
@@ -87,19 +76,11 @@ class SageMakerServerless(Construct):
         if not 1 <= max_concurrency <= 200:
             raise ValueError(f"max_concurrency {max_concurrency}: SageMaker Serverless takes 1 to 200")
         stack = cdk.Stack.of(self)
-        if image_uri is None:
-            mapping = cdk.CfnMapping(self, "ImageAccount", mapping={r: {"account": a} for r, a in DLC_ACCOUNTS.items()})
-            account = mapping.find_in_map(stack.region, "account")
-            image_uri = f"{account}.dkr.ecr.{stack.region}.{stack.url_suffix}/{DLC_REPOSITORY}:{DLC_TAG}"
-            image = EcrImage(account, stack.region, DLC_REPOSITORY)
-        else:
-            image = parse_image_uri(image_uri)
-        self.image_uri = image_uri
-        # The pull actions name the one repository the image lives in (the DLC account from the mapping, or the
-        # configured URI's account, region and repository): never another account's ECR.
-        self.image_repository_arn = (
-            f"arn:{stack.partition}:ecr:{image.region}:{image.account}:repository/{image.repository}"
-        )
+        image = serving_image(self, image_uri)
+        self.image_uri = image.uri
+        # The pull actions name the one repository the image lives in (the DLC's, or the configured URI's
+        # account, region and repository): never another account's ECR.
+        self.image_repository_arn = image.repository_arn
         self.role = iam.Role(
             self,
             "Role",
@@ -138,7 +119,7 @@ class SageMakerServerless(Construct):
             "Model",
             execution_role_arn=self.role.role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                image=image_uri,
+                image=self.image_uri,
                 model_data_url=f"s3://{model_bucket.bucket_name}/{model_key}",
                 environment={
                     "SAGEMAKER_PROGRAM": SAGEMAKER_PROGRAM,

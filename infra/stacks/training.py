@@ -32,6 +32,7 @@ from infra.constructs.monitoring import Monitoring
 from infra.constructs.nag_findings import allow, imported
 from infra.constructs.python_function import PythonFunction, logs_key
 from infra.constructs.runtime_layer import RuntimeLayer
+from infra.constructs.sagemaker_serverless import serving_image
 from infra.constructs.secure_bucket import SecureBucket
 from infra.constructs.training_code import TrainingCode
 from infra.constructs.training_workflow import CHECKPOINTS, OUTPUT, TrainingWorkflow
@@ -39,8 +40,6 @@ from infra.constructs.training_workflow import CHECKPOINTS, OUTPUT, TrainingWork
 CURATED = "curated"
 DATASETS = "datasets"
 REPORTS = "evaluations"
-SERVING_INSTANCE = "ml.m5.xlarge"  # CPU: what the serving image is looked up for (the student is int8 ONNX)
-SERVING_IMAGE_VERSION = "2.6"
 
 
 class TrainingStack(cdk.Stack):
@@ -92,14 +91,8 @@ class TrainingStack(cdk.Stack):
             instance_type=t.instance_type,
             image_scope="training",
         )
-        serving_image = framework_image(
-            self,
-            "ServingImage",
-            version=SERVING_IMAGE_VERSION,
-            py_version=t.py_version,
-            instance_type=SERVING_INSTANCE,
-            image_scope="inference",
-        )
+        # Register names the image the SageMaker Serverless endpoint serves the package with: the same one.
+        serving = serving_image(self, settings.serving.endpoint.image_uri)
         self.code = TrainingCode(self, "Code")
 
         layer = RuntimeLayer(self, "Runtime", code=layer_code)
@@ -152,7 +145,7 @@ class TrainingStack(cdk.Stack):
             "Register",
             "register_model",
             "cnai train: a new model package version with metrics and lineage",
-            environment_for(RegisterSettings, group_prefix=group_prefix, serving_image=serving_image.uri),
+            environment_for(RegisterSettings, group_prefix=group_prefix, serving_image=serving.uri),
             memory_size=512,
             timeout=cdk.Duration.minutes(2),
         )
@@ -170,7 +163,7 @@ class TrainingStack(cdk.Stack):
             "register_model": register,
             "notify": notify,
         }
-        self._grant_functions(lake, lake_key, serving_image.repository_arn)
+        self._grant_functions(lake, lake_key, serving.repository_arn)
         for name, f in self.functions.items():
             self.monitoring.function_errors(f"{f.node.id}Errors", f.function, f"training workflow step {name}")
 

@@ -315,9 +315,8 @@ def test_serverless_endpoint_serves_the_same_tar_with_its_code_folder(
     # The tar's code/ folder (cnai.serving.sagemaker.package_model) is the inference code: no second bundle
     assert model["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
     assert model["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
-    # A Python 3.12 image from the regional mapping (cnai needs >= 3.11)
-    assert "pytorch-inference:2.6.0-cpu-py312" in json.dumps(model["Image"])
-    assert "Fn::FindInMap" in json.dumps(model["Image"])
+    # A Python 3.12 image: the SageMaker SDK's regional DLC (cnai needs >= 3.11)
+    assert model["Image"] == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.6-cpu-py312"
     [variant_props] = only(default, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
     assert variant_props["ServerlessConfig"] == {"MaxConcurrency": 5, "MemorySizeInMB": 2048}
     assert only(default, "AWS::SageMaker::Endpoint")["EndpointName"] == "cnai-dev-banking77"
@@ -359,14 +358,13 @@ def test_sagemaker_image_can_be_any_configured_uri() -> None:
 def test_sagemaker_role_pulls_only_the_mapped_dlc_repository(default: assertions.Template) -> None:
     statements = sagemaker_statements(default)
     [pull] = [s for s in statements if s["Action"] == ECR_PULL]
-    # The DLC account from the image mapping and the pytorch-inference repository: no other account's ECR
-    resource = pull["Resource"]
-    assert "*" not in json.dumps(resource)
-    parts = resource["Fn::Join"][1]
-    assert parts[0] == "arn:" and parts[1] == {"Ref": "AWS::Partition"} and parts[2] == ":ecr:eu-west-1:"
-    assert "Fn::FindInMap" in parts[3]
-    assert parts[3]["Fn::FindInMap"][1:] == ["eu-west-1", "account"]
-    assert parts[4] == ":repository/pytorch-inference"
+    # The DLC registry account of the region and the pytorch-inference repository: no other account's ECR
+    assert pull["Resource"] == {
+        "Fn::Join": [
+            "",
+            ["arn:", {"Ref": "AWS::Partition"}, ":ecr:eu-west-1:763104351884:repository/pytorch-inference"],
+        ]
+    }
     # '*' only where no resource-level permission exists: the registry login token
     wildcard = [s for s in statements if s["Resource"] == "*"]
     assert [s["Action"] for s in wildcard] == ["ecr:GetAuthorizationToken"]
