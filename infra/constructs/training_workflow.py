@@ -51,8 +51,18 @@ LAMBDA_TRANSIENT_ERRORS = (
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 )
-THROTTLING_ERRORS = ("SageMaker.ThrottlingException",)
-CAPACITY_ERRORS = ("SageMaker.ResourceLimitExceeded", "SageMaker.CapacityError")
+# Step Functions names the optimized SageMaker integration's API errors after the SDK's exception classes: the
+# modeled ResourceLimitExceeded becomes SageMaker.ResourceLimitExceededException, every other code (throttling
+# included) SageMaker.AmazonSageMakerException with the code in the Cause (cnai.local.stepfunctions models the
+# same). The short names are kept too: they are what the workflow contract lists. A job that starts and then
+# fails (a capacity failure after creation included) ends the .sync task as States.TaskFailed: not retried, a
+# new attempt would rerun a failing job; it goes to NotifyFailure with the job's FailureReason.
+THROTTLING_ERRORS = ("SageMaker.ThrottlingException", "SageMaker.AmazonSageMakerException")
+CAPACITY_ERRORS = (
+    "SageMaker.ResourceLimitExceeded",
+    "SageMaker.ResourceLimitExceededException",
+    "SageMaker.CapacityError",
+)
 # Regexes over the job's log: the first group is the value. They match the `key=value` lines train.py prints
 # (models/trainer.py _metric_line per epoch: `<phase>_<key>=<v>`; the final line: `test_<key>=<v>`); `\b`
 # keeps `test_accuracy` from matching inside `student_test_accuracy`. Tested against real lines.
@@ -105,6 +115,8 @@ class TrainingWorkflow(Construct):
         image_uri: str,
         image_repository_arn: str,
         volume_gb: int,
+        throttle_retry: cdk.Duration | None = None,
+        capacity_retry: cdk.Duration | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
@@ -224,16 +236,17 @@ class TrainingWorkflow(Construct):
         for task in (prepare, quality, register):
             task.add_retry(**LAMBDA_RETRY)
             task.add_catch(notify_failure, errors=["States.ALL"], result_path="$.error")
+        # The first waits; each later one doubles (full jitter). Shorter ones are for the local platform's tests.
         train.add_retry(
             errors=list(THROTTLING_ERRORS),
-            interval=cdk.Duration.seconds(10),
-            max_attempts=5,
+            interval=throttle_retry or cdk.Duration.seconds(10),
+            max_attempts=4,
             backoff_rate=2.0,
             jitter_strategy=sfn.JitterType.FULL,
         )
         train.add_retry(
             errors=list(CAPACITY_ERRORS),
-            interval=cdk.Duration.minutes(5),
+            interval=capacity_retry or cdk.Duration.minutes(5),
             max_attempts=3,
             backoff_rate=2.0,
             max_delay=cdk.Duration.minutes(30),

@@ -55,8 +55,11 @@ class TrainingStack(cdk.Stack):
         lake_key: kms.IKey | None,
         layer_code: lambda_.Code | None = None,
         function_code: lambda_.Code | None = None,
+        capacity_retry_s: int = 300,
         **kwargs: Any,
     ) -> None:
+        """`capacity_retry_s`: the first wait before TrainAndDistill retries a quota/capacity error (5 minutes; the
+        local platform may shorten it, moto's interpreter really sleeps)."""
         super().__init__(scope, construct_id, **kwargs)
         t = settings.training
         # The lake belongs to the ingestion stack: import its attributes explicitly (see nag_findings.imported).
@@ -185,6 +188,7 @@ class TrainingStack(cdk.Stack):
             image_uri=training_image.uri,
             image_repository_arn=training_image.repository_arn,
             volume_gb=t.volume_gb,
+            capacity_retry=cdk.Duration.seconds(capacity_retry_s),
         )
         self.state_machine = self.workflow.state_machine
         self.monitoring.alarm(

@@ -220,13 +220,15 @@ def test_training_is_a_sync_sagemaker_job_with_spot_checkpoints_and_kms(default:
 def test_training_retries_throttling_and_capacity_with_backoff(default: Synth) -> None:
     retries = default.states["TrainAndDistill"]["Retry"]
     errors = {e: r for r in retries for e in r["ErrorEquals"]}
+    # the names Step Functions gives SageMaker's API errors (and the contract's short ones)
     assert set(errors) == {
-        "SageMaker.ThrottlingException",
-        "SageMaker.ResourceLimitExceeded",
-        "SageMaker.CapacityError",
-    }
+        "SageMaker.ThrottlingException", "SageMaker.AmazonSageMakerException",
+        "SageMaker.ResourceLimitExceeded", "SageMaker.ResourceLimitExceededException", "SageMaker.CapacityError",
+    }  # fmt: skip
+    # a failed job (States.TaskFailed) is not retried: it would rerun a failing job
+    assert "States.TaskFailed" not in errors and "States.ALL" not in errors
     assert all(r["BackoffRate"] > 1 and r["JitterStrategy"] == "FULL" for r in retries)
-    capacity = errors["SageMaker.CapacityError"]
+    capacity = errors["SageMaker.ResourceLimitExceededException"]
     assert capacity["IntervalSeconds"] >= 60 and capacity["MaxDelaySeconds"] <= 3600
 
 
