@@ -230,9 +230,20 @@ def test_a_large_range_goes_to_athena_and_is_refused_or_frozen_there(aws: Aws) -
                for q in athena.list_query_executions()["QueryExecutionIds"]]  # fmt: skip
     # Then only the counting queries ran (no UNLOAD of a refused dataset), pruned to the range's partitions
     assert len(queries) == 2 and all("dt BETWEEN '2026-11-01' AND '2026-11-30'" in q for q in queries)
-    # When the counts are good, Then the splits are UNLOADed and a manifest records counts and sources
+    # When the counts are good (and Athena's UNLOAD writes its parts, named as Athena names them: moto records
+    # the query but runs nothing, so its output is played here)
     athena_results([["split", "label", "rows"], ["train", "a", "50"], ["train", "b", "40"], ["test", "a", "9"],
                     ["test", "b", "8"]], [["rows"], ["0"]])  # fmt: skip
+    run_query = prepare.athena.run
+
+    def unload_writes_parts(sql: str) -> str:
+        if sql.startswith("UNLOAD"):
+            bucket, prefix = sql.rsplit(" TO '", 1)[1].split("'", 1)[0][5:].split("/", 1)
+            for n in range(2):
+                aws.s3.put_object(Bucket=bucket, Key=f"{prefix}20261201_123456_0000{n}_abcd.gz", Body=jsonl_gz([{}]))
+        return str(run_query(sql))
+
+    prepare.athena.run = unload_writes_parts
     dataset = prepare.handler(prepare_event(CONSOLE_INPUT), LocalContext("prepare"))["dataset"]
     assert dataset["engine"] == "athena" and dataset["rows"] == {"train": 90, "test": 17}
     assert dataset["train_uri"].endswith("/train/") and dataset["test_uri"].endswith("/test/")
@@ -243,6 +254,17 @@ def test_a_large_range_goes_to_athena_and_is_refused_or_frozen_there(aws: Aws) -
     manifest = json.loads(aws.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert manifest["engine"] == "athena" and len(manifest["sources"]) == 2
     assert manifest["files"]["train"]["label_counts"] == {"a": 50, "b": 40}
+    # Then each split's parts are renamed so the training side (cnai.data.dataset) recognizes them
+    for split in ("train", "test"):
+        bucket, prefix = dataset[f"{split}_uri"][5:].split("/", 1)
+        keys = [o["Key"] for o in aws.s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]
+        assert keys == [f"{prefix}part-00000.jsonl.gz", f"{prefix}part-00001.jsonl.gz"]
+        assert [p["file"] for p in manifest["files"][split]["parts"]] == [k.removeprefix(key.rsplit("/", 1)[0] + "/")
+                                                                           for k in keys]  # fmt: skip
+    # And a rerun over the same sources reuses the snapshot (no new queries)
+    before = len(athena.list_query_executions()["QueryExecutionIds"])
+    assert prepare.handler(prepare_event(CONSOLE_INPUT), LocalContext("prepare"))["dataset"] == dataset
+    assert len(athena.list_query_executions()["QueryExecutionIds"]) == before
 
 
 # QualityGate, Register, Notify ----------------------------------------------------------------------------
