@@ -261,10 +261,16 @@ def test_a_large_range_goes_to_athena_and_is_refused_or_frozen_there(aws: Aws) -
         assert keys == [f"{prefix}part-00000.jsonl.gz", f"{prefix}part-00001.jsonl.gz"]
         assert [p["file"] for p in manifest["files"][split]["parts"]] == [k.removeprefix(key.rsplit("/", 1)[0] + "/")
                                                                            for k in keys]  # fmt: skip
-    # And a rerun over the same sources reuses the snapshot (no new queries)
+    # And a rerun over the same sources reuses the snapshot (no new queries), as does a run naming its manifest
     before = len(athena.list_query_executions()["QueryExecutionIds"])
     assert prepare.handler(prepare_event(CONSOLE_INPUT), LocalContext("prepare"))["dataset"] == dataset
+    given = {"model": "banking77", "dataset": {"manifest": dataset["manifest_uri"]}}
+    assert prepare.handler(prepare_event(given), LocalContext("prepare"))["dataset"] == dataset
     assert len(athena.list_query_executions()["QueryExecutionIds"]) == before
+    # But a part changed after the manifest was written is refused
+    aws.s3.put_object(Bucket=bucket, Key=f"{key.rsplit('/', 1)[0]}/test/part-00001.jsonl.gz", Body=b"changed")
+    with pytest.raises(DatasetRefusedError, match=r"test/part-00001\.jsonl\.gz: ETag differs from the manifest"):
+        prepare.handler(prepare_event(given), LocalContext("prepare"))
 
 
 # QualityGate, Register, Notify ----------------------------------------------------------------------------
