@@ -330,6 +330,10 @@ def snapshot_in_athena(
     files: dict[str, Any] = {}
     for split in ("train", "test"):
         target = f"s3://{bucket}/{prefix}/{split}/"
+        # UNLOAD refuses a non-empty target: clear what an interrupted attempt (no manifest yet) left there.
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/{split}/"):
+            for item in page.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=item["Key"])
         runner.run(unload_sql(table, spec.from_, spec.to, spec.test_fraction, split, target, spec.tenant))
         parts = []
         written = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{split}/").get("Contents", [])
