@@ -29,8 +29,12 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD_DIR = ROOT / "build" / "training"
 PACKAGES = ("models", "cnai")
 ENTRY_POINT = "models/train.py"
-# The training image brings its own CUDA build of torch: installing the pinned CPU wheel over it would break it.
-PROVIDED_BY_IMAGE = frozenset({"torch"})
+# The training image brings its own CUDA build of torch (installing the pinned CPU wheel over it would break it)
+# and boto3, which its SageMaker training toolkit needs at its own version.
+PROVIDED_BY_IMAGE = frozenset({"torch", "boto3", "botocore"})
+# Core dependencies of the package that the factory never imports (the CLI, `cnai serve`, Lambda observability);
+# tests/infra/test_training_stack.py checks both lists against the factory's real imports.
+NOT_FOR_TRAINING = frozenset({"typer", "rich", "aws-lambda-powertools", "httptools", "uvicorn"})
 SKIP_DIRS = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache"})
 SKIP_SUFFIXES = (".pyc", ".pyo")
 REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
@@ -41,8 +45,8 @@ def _normalize(name: str) -> str:
 
 
 def requirements(root: Path = ROOT) -> list[str]:
-    """The core dependencies and the `training` extra of pyproject.toml, minus what the image provides,
-    each pinned to its constraints.txt version (a local-version suffix such as +cpu dropped).
+    """The core dependencies and the `training` extra of pyproject.toml, minus what the image provides and what
+    the factory never imports, each pinned to its constraints.txt version (a local-version suffix such as +cpu dropped).
 
     Raises ValueError naming a requirement that constraints.txt does not pin: an unpinned install in the
     job would train with whatever version is newest that day.
@@ -60,7 +64,7 @@ def requirements(root: Path = ROOT) -> list[str]:
         if match is None:
             raise ValueError(f"pyproject.toml: cannot read the requirement {requirement!r}")
         name = _normalize(match.group(1))
-        if name in PROVIDED_BY_IMAGE or name in ("typer", "rich"):  # the CLI's; the factory never imports them
+        if name in PROVIDED_BY_IMAGE or name in NOT_FOR_TRAINING:
             continue
         if name not in pins:
             raise ValueError(f"constraints.txt: {name} (a training requirement) is not pinned")

@@ -24,7 +24,7 @@ from infra.config import Settings
 from infra.config.groups import TrainingSettings
 from infra.constructs.nag_findings import flatten
 from infra.constructs.secure_bucket import SecureBucket
-from infra.constructs.training_code import build_sourcedir, requirements
+from infra.constructs.training_code import NOT_FOR_TRAINING, PROVIDED_BY_IMAGE, build_sourcedir, requirements
 from infra.constructs.training_workflow import METRIC_DEFINITIONS
 from infra.stacks.training import TrainingStack
 
@@ -509,3 +509,48 @@ def test_the_workflow_picture_is_drawn_from_the_definition_and_is_stable(default
     for state in default.states:
         assert state.replace("?", "") in text, state
     assert "createTrainingJob.sync" in text
+
+
+def _distribution_closure(names: set[str]) -> set[str]:
+    """The distributions `names` install, transitively (their unconditional requirements)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = distribution(name).requires or []
+        except PackageNotFoundError:
+            continue
+        todo += [re.split(r"[\s<>=!~;\[(]", r, maxsplit=1)[0] for r in requires if "extra ==" not in r]
+    return seen
+
+
+def test_requirements_cover_every_third_party_import_of_the_factory() -> None:
+    # Given the modules of ours the entry point imports (models.train.code_files: the code_version closure)
+    import ast
+    from importlib.metadata import packages_distributions
+
+    from models.train import code_files
+
+    imported: set[str] = set()
+    for path in code_files(ROOT):
+        for node in ast.walk(ast.parse(path.read_bytes())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {
+        m for m in imported if m not in sys.stdlib_module_names and m not in ("cnai", "models", "__future__")
+    }
+    # When their distributions are compared with what the job installs (requirements.txt, transitively) or has
+    by_module = packages_distributions()
+    needed = {re.sub(r"[-_.]+", "-", d).lower() for m in third_party for d in by_module.get(m, [m])}
+    installed = _distribution_closure({r.split("==")[0] for r in requirements()}) | PROVIDED_BY_IMAGE
+    # Then nothing is missing, and nothing left out as "not for training" is imported by the factory
+    assert needed <= installed, f"the training job would lack {sorted(needed - installed)}"
+    assert not needed & NOT_FOR_TRAINING
