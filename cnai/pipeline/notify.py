@@ -102,7 +102,8 @@ def _error_text(error: Any) -> str:
 def message(status: Status, state: dict[str, Any], execution_arn: str) -> tuple[str, str]:
     """(subject, body) of the notification. Subject <= 100 characters (SNS's limit for email)."""
     run = state.get("run") or {}
-    model = str(run.get("model") or "?")
+    # Before PrepareDataset answered (it failed), the state is still the console input: `model` at the top.
+    model = str(run.get("model") or state.get("model") or "?")
     quality = state.get("quality") or {}
     registered = state.get("registered") or {}
     lines: list[str] = []

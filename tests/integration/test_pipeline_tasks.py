@@ -398,6 +398,11 @@ def test_models_list_and_show(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None
     assert json.loads(shown.output)["metrics"] == {"accuracy": 0.91, "macro_f1": 0.9}
     approved = runner.invoke(models_app, ["approve", "banking77", "1", "--reason", "reviewed"])
     assert approved.exit_code == 0 and "Approved" in approved.output
+    # the tables a person reads render too
+    table = runner.invoke(models_app, ["list"])
+    assert table.exit_code == 0 and "banking77" in table.output and "Approved" in table.output
+    detail = runner.invoke(models_app, ["show", "banking77"])
+    assert detail.exit_code == 0 and "s3://a/m.tar.gz" in detail.output and "0.9100" in detail.output
     missing = runner.invoke(models_app, ["show", "banking77", "9"])
     assert missing.exit_code == 2 and "no version 9" in missing.output
 

@@ -71,5 +71,9 @@ def test_rejected_and_failed_messages_carry_the_cause() -> None:
               "Cause": '{"errorType": "DatasetRefusedError", "errorMessage": "empty range: nothing"}'}}  # fmt: skip
     subject, body = message("FAILED", failed, ARN)
     assert subject == "cnai m: training workflow failed" and "DatasetRefusedError: empty range: nothing" in body
-    # a failure before PrepareDataset answered has no `run`: the message still goes out
+    # a failure of PrepareDataset leaves the console input as the state: the model is read from it
+    console_input = {"model": "banking77", "dataset": {"from": "2026-11-01", "to": "2026-11-30"}}
+    subject, _ = message("FAILED", {**console_input, "error": {"Error": "X", "Cause": "y"}}, ARN)
+    assert subject == "cnai banking77: training workflow failed"
+    # and with nothing known the message still goes out
     assert message("FAILED", {"error": {"Error": "X", "Cause": "y"}}, ARN)[0] == "cnai ?: training workflow failed"
