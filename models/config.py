@@ -153,7 +153,10 @@ def parse(argv: list[str] | None = None, env: dict[str, str] | None = None) -> R
         hps_env = json.loads(env.get("SM_HPS", "{}") or "{}")
     except json.JSONDecodeError as exc:
         raise ConfigError(f"SM_HPS: not valid JSON ({exc.msg})") from None
-    profile = args.profile or str(hps_env.pop("profile", "default"))
+    # SageMaker's toolkit passes every hyperparameter twice (SM_HPS and --key value): take `profile` out of
+    # the JSON first, whichever source wins, or it would reach HyperParameters as an unknown field.
+    env_profile = hps_env.pop("profile", None)
+    profile = args.profile or str(env_profile or "default")
     if profile not in PROFILES:
         raise ConfigError(f"profile: unknown {profile!r} (choose from {', '.join(sorted(PROFILES))})")
     values: dict[str, Any] = dict(PROFILES[profile])

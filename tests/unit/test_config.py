@@ -43,6 +43,15 @@ def test_profile_may_come_from_sm_hps() -> None:
     assert cfg.hp.student_layers == 1
 
 
+def test_profile_passed_both_ways_as_the_sagemaker_toolkit_does() -> None:
+    # Given SageMaker's toolkit: every hyperparameter in SM_HPS and again as --key value
+    env = {**SM_ENV, "SM_HPS": json.dumps({"profile": "tiny", "student_epochs": 2})}
+    # When parsed
+    cfg = parse(["--profile", "tiny", "--student_epochs", "2"], env)
+    # Then the profile applies and is not mistaken for an unknown hyperparameter
+    assert cfg.profile == "tiny" and cfg.hp.student_layers == 1 and cfg.hp.student_epochs == 2
+
+
 def test_bad_hyperparameter_names_the_field() -> None:
     with pytest.raises(ConfigError, match=r"kd_alpha"):
         parse(["--kd_alpha", "1.5"], SM_ENV)
