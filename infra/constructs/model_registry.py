@@ -7,7 +7,8 @@ group goes away (retained by default: its versions are the history of what was s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping
 
 import aws_cdk as cdk
 from aws_cdk import aws_sagemaker as sagemaker
@@ -17,24 +18,26 @@ GROUP_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
 
 
 class ModelRegistry(Construct):
-    """`groups`: model name -> CfnModelPackageGroup named `<prefix>-<model>`; ARNs for IAM."""
+    """`groups`: model name -> CfnModelPackageGroup; `names`: model name -> group name; ARNs for IAM."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        prefix: str,
-        models: Sequence[str],
+        groups: Mapping[str, str],
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
+        """`groups`: model name -> group name (Settings.package_group: `<project>-<stage>-<model>`)."""
         super().__init__(scope, construct_id)
-        if not models:
-            raise ValueError("models: at least one model needs a package group")
-        self.prefix = prefix
+        if not groups:
+            raise ValueError("groups: at least one model needs a package group")
+        bad = [name for name in groups.values() if not re.fullmatch(GROUP_NAME, name)]
+        if bad:
+            raise ValueError(f"model package group name {bad[0]!r}: letters, digits and '-', at most 63 characters")
+        self.names = dict(groups)
         self.groups: dict[str, sagemaker.CfnModelPackageGroup] = {}
-        for model in models:
-            name = self.group_name(model)
+        for model, name in self.names.items():
             group = sagemaker.CfnModelPackageGroup(
                 self,
                 f"Group-{model}",
@@ -45,30 +48,18 @@ class ModelRegistry(Construct):
             group.apply_removal_policy(removal_policy)
             self.groups[model] = group
 
-    def group_name(self, model: str) -> str:
-        import re
-
-        name = f"{self.prefix}-{model}"
-        if not re.fullmatch(GROUP_NAME, name):
-            raise ValueError(f"model package group name {name!r}: letters, digits and '-', at most 63 characters")
-        return name
-
     def group_arns(self) -> list[str]:
         """The groups' ARNs (SageMaker lowercases resource names in ARNs)."""
         stack = cdk.Stack.of(self)
         return [
-            stack.format_arn(
-                service="sagemaker", resource="model-package-group", resource_name=g.model_package_group_name.lower()
-            )
-            for g in self.groups.values()
+            stack.format_arn(service="sagemaker", resource="model-package-group", resource_name=name.lower())
+            for name in self.names.values()
         ]
 
     def package_arns(self) -> list[str]:
         """The versions of every group: model-package/<group>/<version>."""
         stack = cdk.Stack.of(self)
         return [
-            stack.format_arn(
-                service="sagemaker", resource="model-package", resource_name=f"{g.model_package_group_name.lower()}/*"
-            )
-            for g in self.groups.values()
+            stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{name.lower()}/*")
+            for name in self.names.values()
         ]

@@ -80,7 +80,7 @@ class TrainingStack(cdk.Stack):
                 s3.LifecycleRule(id="expire-checkpoints", prefix=f"{CHECKPOINTS}/", expiration=cdk.Duration.days(30))
             ],
         ).bucket
-        self.registry = ModelRegistry(self, "Registry", prefix=settings.prefix, models=t.models)
+        self.registry = ModelRegistry(self, "Registry", groups={m: settings.package_group(m) for m in t.models})
         self.monitoring = Monitoring(
             self, "Monitoring", emails=settings.monitoring.alarm_emails, namespace=settings.project
         )
@@ -204,7 +204,7 @@ class TrainingStack(cdk.Stack):
         cdk.CfnOutput(self, "ArtifactsBucket", value=self.artifacts.bucket_name)
         cdk.CfnOutput(self, "TopicArn", value=self.topic.topic_arn)
         cdk.CfnOutput(self, "JobPrefix", value=self.job_prefix)
-        cdk.CfnOutput(self, "ModelPackageGroups", value=",".join(self.registry.group_name(m) for m in t.models))
+        cdk.CfnOutput(self, "ModelPackageGroups", value=",".join(self.registry.names.values()))
 
     def _grant_functions(self, lake: s3.IBucket, lake_key: kms.IKey | None, serving_repository_arn: str) -> None:
         """Each function gets what its step does, named: no bucket-wide or registry-wide rights."""

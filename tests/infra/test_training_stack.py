@@ -554,3 +554,41 @@ def test_requirements_cover_every_third_party_import_of_the_factory() -> None:
     # Then nothing is missing, and nothing left out as "not for training" is imported by the factory
     assert needed <= installed, f"the training job would lack {sorted(needed - installed)}"
     assert not needed & NOT_FOR_TRAINING
+
+
+# ---- constructs on a bare Stack
+
+
+def test_an_environment_agnostic_stack_gets_the_image_from_a_region_mapping() -> None:
+    from infra.constructs.framework_image import framework_image
+
+    # Given a stack whose region is unknown at synth time
+    stack = cdk.Stack(cdk.App())
+    # When the training image is looked up
+    image = framework_image(
+        stack, "Image", version="2.6", py_version="py312", instance_type="ml.g5.xlarge", image_scope="training"
+    )
+    # Then CloudFormation picks it by region from a mapping built from the SDK's table (opt-in regions included)
+    mapping = stack.resolve(image.uri)
+    assert mapping == {"Fn::FindInMap": ["Image", {"Ref": "AWS::Region"}, "uri"]}
+    table = assertions.Template.from_stack(stack).to_json()["Mappings"]["Image"]
+    assert table["eu-west-1"]["uri"] == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.6-gpu-py312"
+    assert table["af-south-1"]["account"] != "763104351884" and "cn-north-1" in table
+    assert "repository/pytorch-training" in json.dumps(stack.resolve(image.repository_arn))
+
+
+def test_an_unknown_framework_version_fails_the_synth_naming_it() -> None:
+    from infra.constructs.framework_image import framework_image
+
+    stack = cdk.Stack(cdk.App(), env=ENV)
+    with pytest.raises(ValueError, match=r"no pytorch training image for version 0\.1"):
+        framework_image(
+            stack, "I", version="0.1", py_version="py312", instance_type="ml.g5.xlarge", image_scope="training"
+        )
+
+
+def test_a_model_whose_group_name_would_be_invalid_is_refused() -> None:
+    from infra.constructs.model_registry import ModelRegistry
+
+    with pytest.raises(ValueError, match="model package group name"):
+        ModelRegistry(cdk.Stack(cdk.App()), "R", groups={"bad_name": "cnai-dev-bad_name"})
