@@ -6,7 +6,6 @@ cnai/cli.py). The group prefix is the deployment's (CNAI_MODEL_PACKAGE_GROUP_PRE
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -16,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnai.errors import CnaiError
-from cnai.registry.packages import Approval
+from cnai.registry.packages import Approval, Registry
 
 console = Console()
 models_app = typer.Typer(no_args_is_help=True, help="Registered model versions: metrics, lineage, approval.")
@@ -30,12 +29,8 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _registry(prefix: str | None) -> Any:
-    import boto3
-
-    from cnai.registry.packages import Registry
-
-    return Registry(boto3.client("sagemaker"), prefix or os.environ.get("CNAI_MODEL_PACKAGE_GROUP_PREFIX", "cnai"))
+def _registry(prefix: str | None) -> Registry:
+    return Registry.from_env(prefix)
 
 
 def _as_json(version: Any) -> str:

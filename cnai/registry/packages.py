@@ -95,6 +95,16 @@ class Registry:
         self.sm = sagemaker
         self.prefix = prefix
 
+    @classmethod
+    def from_env(cls, prefix: str | None = None) -> Registry:
+        """The deployment's registry for command-line use: `prefix`, else $CNAI_MODEL_PACKAGE_GROUP_PREFIX,
+        else `cnai`; boto3's usual configuration (AWS_ENDPOINT_URL: the local platform)."""
+        import os
+
+        import boto3
+
+        return cls(boto3.client("sagemaker"), prefix or os.environ.get("CNAI_MODEL_PACKAGE_GROUP_PREFIX", "cnai"))
+
     def group(self, model: str) -> str:
         return group_name(self.prefix, model)
 
