@@ -11,6 +11,8 @@ from typing import Any
 from cnai.pipeline.input import parse_run
 from cnai.registry.packages import ModelVersion, Registry, RegistryError
 
+RETRY_WINDOW = 10
+
 
 def lineage(
     dataset: dict[str, Any], training: dict[str, Any], quality: dict[str, Any], execution_arn: str
@@ -45,9 +47,9 @@ def register_run(
     missing = [k for k in ("report_uri", "card", "metrics") if not quality.get(k)]
     if missing:  # a ResultSelector that drops them would register a version without report or lineage
         raise RegistryError(f"quality: {', '.join(missing)} missing (the QualityGate state must pass them on)")
-    existing = next(
-        (v for v in registry.versions(normalized.model) if v.lineage.get("execution_arn") == execution_arn), None
-    )
+    # A retry comes minutes after the attempt it repeats: its version, if any, is among the newest few.
+    recent = registry.versions(normalized.model, limit=RETRY_WINDOW)
+    existing = next((v for v in recent if v.lineage.get("execution_arn") == execution_arn), None)
     version: ModelVersion = existing or registry.create_version(
         normalized.model,
         image=image,

@@ -170,8 +170,9 @@ class Registry:
         except self.sm.exceptions.ClientError as exc:
             raise RegistryError(f"{arn}: {exc}") from None
 
-    def versions(self, model: str, approval: Approval | None = None) -> list[ModelVersion]:
-        """Every version of the model's group, newest first (described: summaries lack metrics/lineage)."""
+    def versions(self, model: str, approval: Approval | None = None, limit: int | None = None) -> list[ModelVersion]:
+        """The group's versions, newest first, at most `limit` of them (each is one DescribeModelPackage:
+        summaries lack metrics and lineage)."""
         kwargs: dict[str, Any] = {"ModelPackageGroupName": self.group(model), "SortBy": "CreationTime",
                                   "SortOrder": "Descending"}  # fmt: skip
         if approval is not None:
@@ -182,8 +183,8 @@ class Registry:
                 arns += [s["ModelPackageArn"] for s in page.get("ModelPackageSummaryList", [])]
         except self.sm.exceptions.ClientError as exc:
             raise RegistryError(f"{self.group(model)}: {exc}") from None
-        found = [self.describe(a) for a in arns]
-        return sorted(found, key=lambda v: v.version, reverse=True)
+        found = sorted((self.describe(a) for a in arns[:limit]), key=lambda v: v.version, reverse=True)
+        return found
 
     def version(self, model: str, version: int | None = None) -> ModelVersion:
         """One version, or the latest when `version` is None."""
@@ -200,7 +201,7 @@ class Registry:
     def approved(self, model: str) -> ModelVersion | None:
         """The current Approved version (the newest approved one), None if there is none or no group."""
         try:
-            found = self.versions(model, "Approved")
+            found = self.versions(model, "Approved", limit=1)
         except RegistryError:
             return None
         return found[0] if found else None
