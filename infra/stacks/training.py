@@ -27,6 +27,7 @@ from functions.quality_gate.settings import QualityGateSettings
 from functions.register_model.settings import RegisterSettings
 from infra.config import Settings
 from infra.constructs.framework_image import framework_image
+from infra.constructs.lake_catalog import LakeCatalog
 from infra.constructs.model_registry import ModelRegistry
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.nag_findings import allow, imported
@@ -98,6 +99,18 @@ class TrainingStack(cdk.Stack):
         serving = serving_image(self, settings.serving.endpoint.image_uri)
         self.code = TrainingCode(self, "Code")
 
+        # Large ranges: Athena over the curated lake (PrepareDataset switches above the configured size).
+        self.catalog = LakeCatalog(
+            self,
+            "LakeCatalog",
+            database=f"{settings.prefix}_lake".replace("-", "_"),
+            lake=lake,
+            curated_prefix=CURATED,
+            results=self.artifacts,
+            key=self.key,
+            workgroup=f"{settings.prefix}-snapshots",
+        )
+
         layer = RuntimeLayer(self, "Runtime", code=layer_code)
         group_prefix = settings.prefix
 
@@ -127,6 +140,11 @@ class TrainingStack(cdk.Stack):
                 job_prefix=self.job_prefix,
                 curated_prefix=CURATED,
                 datasets_prefix=DATASETS,
+                max_objects=t.prepare_lambda_max_objects,
+                max_bytes=t.prepare_lambda_max_mb * 1024 * 1024,
+                athena_workgroup=self.catalog.workgroup,
+                glue_database=self.catalog.database,
+                glue_table=self.catalog.table,
             ),
             memory_size=3008,
             timeout=cdk.Duration.minutes(15),
@@ -223,10 +241,54 @@ class TrainingStack(cdk.Stack):
         allow(
             prepare,
             sid="WriteSnapshots",
-            actions=["s3:PutObject"],
+            # Delete: the Athena path clears an interrupted attempt's UNLOAD target and renames the parts.
+            actions=["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
             resources=[lake.arn_for_objects(f"{DATASETS}/*")],
             wildcard_reason=lake_reason,
         )
+        # The Athena path: queries run with the caller's rights, so Athena reads the curated table and writes
+        # the UNLOAD parts (above) and the query results (here) as PrepareDataset.
+        allow(
+            prepare,
+            sid="AthenaQueries",
+            actions=[
+                "athena:StartQueryExecution",
+                "athena:GetQueryExecution",
+                "athena:GetQueryResults",
+                "athena:StopQueryExecution",
+                "athena:GetWorkGroup",
+            ],
+            resources=[self.catalog.workgroup_arn],
+        )
+        allow(
+            prepare,
+            sid="GlueTable",
+            actions=["glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"],
+            resources=self.catalog.glue_arns,
+        )
+        allow(
+            prepare,
+            sid="QueryResults",
+            actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+            resources=[self.artifacts.arn_for_objects(f"{self.catalog.results_prefix}/*")],
+            wildcard_reason="Athena names each query's result files (<query id>.csv, .metadata) under the "
+            "workgroup's fixed athena/ prefix at run time.",
+        )
+        allow(prepare, sid="ResultsLocation", actions=["s3:GetBucketLocation"], resources=[self.artifacts.bucket_arn])
+        allow(
+            prepare,
+            sid="ListResults",
+            actions=["s3:ListBucket"],
+            resources=[self.artifacts.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{self.catalog.results_prefix}/*"]}},
+        )
+        allow(
+            prepare,
+            sid="LakeLocation",
+            actions=["s3:GetBucketLocation"],
+            resources=[lake.bucket_arn],
+        )
+        allow(prepare, sid="ResultsKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn])
         allow(
             prepare,
             sid="ListLake",

@@ -366,6 +366,47 @@ def test_the_functions_get_their_environment_from_their_settings_models(default:
     assert "CNAI_TOPIC_ARN" in env["notify"]
 
 
+def test_large_ranges_have_an_athena_table_with_partition_projection_and_a_locked_workgroup(default: Synth) -> None:
+    [table] = [t["Properties"]["TableInput"] for t in default.resources("AWS::Glue::Table").values()]
+    assert table["Name"] == "curated" and [k["Name"] for k in table["PartitionKeys"]] == ["dt"]
+    assert [c["Name"] for c in table["StorageDescriptor"]["Columns"]] == [
+        "id", "text", "label", "tenant", "source", "timestamp",
+    ]  # fmt: skip
+    params = table["Parameters"]
+    assert params["projection.enabled"] == "true" and params["projection.dt.format"] == "yyyy-MM-dd"
+    assert render(params["storage.location.template"]).endswith("/curated/dt=${dt}/")
+    [group] = [g["Properties"] for g in default.resources("AWS::Athena::WorkGroup").values()]
+    config = group["WorkGroupConfiguration"]
+    assert config["EnforceWorkGroupConfiguration"] is True
+    assert config["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] == "SSE_KMS"
+    assert render(config["ResultConfiguration"]["OutputLocation"]).endswith("/athena/")
+    env = next(
+        f["Properties"]["Environment"]["Variables"]
+        for f in default.resources("AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "functions.prepare_dataset.handler.handler"
+    )
+    t = TrainingSettings()
+    assert env["CNAI_ATHENA_WORKGROUP"] == group["Name"] == "cnai-dev-snapshots"
+    assert env["CNAI_GLUE_DATABASE"] == "cnai_dev_lake" and env["CNAI_GLUE_TABLE"] == "curated"
+    assert env["CNAI_SNAPSHOT_MAX_OBJECTS"] == str(t.prepare_lambda_max_objects)
+    assert env["CNAI_SNAPSHOT_MAX_BYTES"] == str(t.prepare_lambda_max_mb * 1024 * 1024)
+
+
+def test_prepare_dataset_queries_only_its_workgroup_and_table(default: Synth) -> None:
+    statements = {s.get("Sid"): s for s in default.policy(default.stack.functions["prepare_dataset"].role)}
+    assert as_list(statements["AthenaQueries"]["Resource"]) == [
+        "arn:<AWS::Partition>:athena:eu-west-1:111111111111:workgroup/cnai-dev-snapshots"
+    ]
+    assert as_list(statements["GlueTable"]["Resource"]) == [
+        "arn:<AWS::Partition>:glue:eu-west-1:111111111111:catalog",
+        "arn:<AWS::Partition>:glue:eu-west-1:111111111111:database/cnai_dev_lake",
+        "arn:<AWS::Partition>:glue:eu-west-1:111111111111:table/cnai_dev_lake/curated",
+    ]
+    assert statements["ListResults"]["Condition"] == {"StringLike": {"s3:prefix": ["athena/*"]}}
+    writes = as_list(statements["WriteSnapshots"]["Resource"])
+    assert len(writes) == 1 and writes[0].endswith("/datasets/*")  # never curated/
+
+
 # ---- IAM
 
 
