@@ -633,3 +633,22 @@ def test_a_model_whose_group_name_would_be_invalid_is_refused() -> None:
 
     with pytest.raises(ValueError, match="model package group name"):
         ModelRegistry(cdk.Stack(cdk.App()), "R", groups={"bad_name": "cnai-dev-bad_name"})
+
+
+def test_imported_fixes_the_export_name_of_another_stacks_resource_and_keeps_other_values() -> None:
+    from aws_cdk import aws_s3 as s3
+
+    from infra.constructs.nag_findings import finding, imported
+
+    app = cdk.App()
+    producer, consumer = cdk.Stack(app, "Producer"), cdk.Stack(app, "Consumer")
+    bucket = s3.Bucket(producer, "Lake")
+    named = s3.Bucket.from_bucket_name(producer, "Named", "acme")
+    # A resource attribute of another stack becomes an explicit import whose name is known now
+    arn = imported(consumer, bucket, bucket.bucket_arn)
+    resolved = consumer.resolve(arn)
+    assert set(resolved) == {"Fn::ImportValue"} and resolved["Fn::ImportValue"].startswith("Producer:ExportsOutput")
+    assert finding(consumer, arn + "/datasets/*") == f"Resource::{resolved['Fn::ImportValue']}/datasets/*"
+    # A value that is not a resource attribute (an imported bucket's ARN), or one of the same stack, is kept
+    assert imported(consumer, named, named.bucket_arn) == named.bucket_arn
+    assert imported(producer, bucket, bucket.bucket_arn) == bucket.bucket_arn
