@@ -73,13 +73,13 @@ def allow(
 ) -> iam.PolicyStatement:
     """Add a statement to `role`; every wildcard resource in it is acknowledged with `wildcard_reason`, which is
     therefore required when one is present (ValueError otherwise): no wildcard without a stated reason."""
-    statement = iam.PolicyStatement(sid=sid, actions=list(actions), resources=list(resources), conditions=conditions)
-    role.add_to_principal_policy(statement)
-    wild = [finding(role, r) for r in resources if "*" in flatten(cdk.Stack.of(role).resolve(r))]
     if any("*" in a for a in actions):
         raise ValueError(f"{sid}: name the actions ({', '.join(a for a in actions if '*' in a)} has a wildcard)")
+    wild = [finding(role, r) for r in resources if "*" in flatten(cdk.Stack.of(role).resolve(r))]
+    if wild and not wildcard_reason:
+        raise ValueError(f"{sid}: wildcard resources {wild} need a wildcard_reason")
+    statement = iam.PolicyStatement(sid=sid, actions=list(actions), resources=list(resources), conditions=conditions)
+    role.add_to_principal_policy(statement)
     if wild:
-        if not wildcard_reason:
-            raise ValueError(f"{sid}: wildcard resources {wild} need a wildcard_reason")
-        acknowledge(role, "AwsSolutions-IAM5", wildcard_reason, findings=wild)
+        acknowledge(role, "AwsSolutions-IAM5", str(wildcard_reason), findings=wild)
     return statement

@@ -652,3 +652,22 @@ def test_imported_fixes_the_export_name_of_another_stacks_resource_and_keeps_oth
     # A value that is not a resource attribute (an imported bucket's ARN), or one of the same stack, is kept
     assert imported(consumer, named, named.bucket_arn) == named.bucket_arn
     assert imported(producer, bucket, bucket.bucket_arn) == bucket.bucket_arn
+
+
+def test_allow_refuses_wildcard_actions_and_unexplained_wildcard_resources() -> None:
+    from aws_cdk import aws_iam as iam
+
+    from infra.constructs.nag_findings import allow
+
+    role = iam.Role(cdk.Stack(cdk.App()), "R", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+    with pytest.raises(ValueError, match="name the actions"):
+        allow(role, sid="A", actions=["s3:*"], resources=["arn:aws:s3:::b/x"])
+    with pytest.raises(ValueError, match="need a wildcard_reason"):
+        allow(role, sid="B", actions=["s3:GetObject"], resources=["arn:aws:s3:::b/*"])
+    allow(
+        role,
+        sid="C",
+        actions=["s3:GetObject"],
+        resources=["arn:aws:s3:::b/*"],
+        wildcard_reason="objects are named per run under b/",
+    )
