@@ -22,7 +22,15 @@ def serve(
     model_dir: Annotated[
         str | None, typer.Option(help="model artifact: a directory, a model.tar.gz, or s3://bucket/prefix/")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="registered model (registry package); needs the registry")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="registered model: serve its approved registry version (or --version)")
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option(min=1, help="with --model: this registry version, approved or not")
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option(help="with --model: registry group prefix (default: $CNAI_MODEL_PACKAGE_GROUP_PREFIX)")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="the name routes use (default: the model card's name)")] = None,
     host: Annotated[str, typer.Option(help="address to bind; anything but loopback exposes an API without auth")] = (
         "127.0.0.1"
@@ -63,10 +71,20 @@ def serve(
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     from cnai.local.server import LOOPBACK, Listening, run
 
-    if model is not None and model_dir is None:
-        _fail(CnaiError("--model (a registered model) needs the model registry, not set up yet; use --model-dir"))
+    if model is not None and model_dir is not None:
+        _fail(CnaiError("give --model (a registered model) or --model-dir (an artifact), not both"))
+    if model is not None:
+        try:
+            model_dir, package_version = _registered(model, version, prefix)
+        except CnaiError as exc:
+            _fail(exc)
+        name = name or model
     if model_dir is None:
-        _fail(CnaiError("give --model-dir DIR (an artifact directory, a model.tar.gz or an s3:// URI)"))
+        _fail(
+            CnaiError(
+                "give --model NAME (registry) or --model-dir DIR (an artifact directory, a model.tar.gz or s3://)"
+            )
+        )
     if host not in LOOPBACK:
         console.print(f"[yellow]warning:[/yellow] binding {host}: the local API has no authentication")
 
@@ -94,6 +112,19 @@ def serve(
         )
     except CnaiError as exc:
         _fail(exc)
+
+
+def _registered(model: str, version: int | None, prefix: str | None) -> tuple[str, str]:
+    """(model.tar.gz URI, registry version) of the approved version of `model`, or of `version` when given."""
+    from cnai.registry.cli import _registry
+
+    registry = _registry(prefix)
+    found = registry.version(model, version) if version is not None else registry.approved(model)
+    if found is None:
+        raise CnaiError(f"{registry.group(model)}: no Approved version to serve (approve one, or pass --version)")
+    if not found.model_data:
+        raise CnaiError(f"{found.arn}: the package names no model artifact")
+    return found.model_data, str(found.version)
 
 
 def register(app: typer.Typer) -> None:

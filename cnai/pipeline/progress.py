@@ -53,14 +53,21 @@ def _details(event: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+MAX_CAUSE = 600
+
+
 def _failure(details: dict[str, Any]) -> str:
     error, cause = str(details.get("error", "")), str(details.get("cause", ""))
     try:
         parsed = json.loads(cause)
         if isinstance(parsed, dict) and "errorMessage" in parsed:
             cause = str(parsed["errorMessage"])
+        elif isinstance(parsed, dict) and "FailureReason" in parsed:  # a .sync job: DescribeTrainingJob's output
+            cause = f"training job {parsed.get('TrainingJobName', '?')}: {parsed['FailureReason']}"
     except (json.JSONDecodeError, TypeError):
         pass
+    if len(cause) > MAX_CAUSE:  # a job's failure reason can hold a whole log tail: keep its end, the error
+        cause = "..." + cause[-MAX_CAUSE:]
     return f"{error}: {cause}".strip(": ")
 
 

@@ -160,6 +160,9 @@ class TrainingWorkflow(Construct):
                         "sagemaker_container_log_level": "20",
                         "sagemaker_torch_distributed_enabled": "true",
                         "profile": sfn.JsonPath.string_at("$.Payload.run.profile"),
+                        # the columns of a dataset snapshot's rows (cnai.data.snapshot), not BANKING77's CSV
+                        "text_column": "text",
+                        "label_column": "label",
                     }
                 },
             },
@@ -184,6 +187,9 @@ class TrainingWorkflow(Construct):
                 "metrics": sfn.JsonPath.object_at("$.Payload.metrics"),
                 "cause": sfn.JsonPath.string_at("$.Payload.cause"),
                 "baseline": sfn.JsonPath.object_at("$.Payload.baseline"),
+                # Register's ModelMetrics and lineage: the evaluation report and the card's identity fields
+                "report_uri": sfn.JsonPath.string_at("$.Payload.report_uri"),
+                "card": sfn.JsonPath.object_at("$.Payload.card"),
             },
             result_path="$.quality",
             retry_on_service_exceptions=False,

@@ -327,5 +327,9 @@ class LocalDeployment:
                 definition=definition if isinstance(definition, str) else json.dumps(definition),
                 roleArn=str(self.resolve(stack, props["RoleArn"])),
                 type=props.get("StateMachineType", "STANDARD"),
+                tags=[
+                    {"key": str(tag["Key"]), "value": str(self.resolve(stack, tag["Value"]))}
+                    for tag in props.get("Tags", [])
+                ],
             )
             self.state_machines[lid] = found.ref
