@@ -10,7 +10,7 @@ import pytest
 
 from models.train import code_files, code_version
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def relative(paths: list[Path], root: Path) -> set[str]:

@@ -18,7 +18,7 @@ from cnai.local.context import LocalContext
 from cnai.serving.asgi import proxy_event
 from tests.serving_toy import build_toy_artifact, import_handler
 
-EVENT = json.loads((Path(__file__).parents[1] / "events" / "apigw_rest_predict.json").read_text())
+EVENT = json.loads((Path(__file__).parents[2] / "events" / "apigw_rest_predict.json").read_text())
 PREDICT = "/v1/models/toy/predict"
 
 

@@ -26,7 +26,7 @@ PRODUCER: dict[str, Any] = {
         "Fn": {
             "Type": "AWS::Lambda::Function",
             "Properties": {
-                "Handler": "tests.unit.test_local_template.echo_handler",
+                "Handler": "tests.unit.infra.test_local_template.echo_handler",
                 "Timeout": 30,
                 "Environment": {
                     "Variables": {

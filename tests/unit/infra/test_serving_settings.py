@@ -124,6 +124,6 @@ def test_out_of_range_values_are_refused_naming_the_key(key: str, value: object)
 def test_every_context_key_is_documented() -> None:
     from pathlib import Path
 
-    page = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text(encoding="utf-8")
+    page = (Path(__file__).resolve().parents[3] / "docs" / "configuration.md").read_text(encoding="utf-8")
     missing = [key for key, (_, group) in context_keys().items() if not group and f"`{key}`" not in page]
     assert not missing, f"docs/configuration.md lacks {missing}"
