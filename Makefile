@@ -9,7 +9,7 @@ DATA ?= ../shared/datasets/banking77
 LOCAL := .local
 PYTEST_ARGS ?=
 
-.PHONY: lock help setup run test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-ingest bench-serve clean
+.PHONY: lock help setup run train-quick bench-pipeline test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-ingest bench-serve clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,7 +22,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP) ## create .venv and install the project with every extra (pinned by constraints.txt)
 
-run: setup ## train a quick model on BANKING77 locally (SageMaker env contract) and predict with it
+run: setup ## the whole platform on this machine (moto as AWS): ingest -> train workflow -> registry -> cnai serve -> audited prediction
+	$(PY) -m infra.local.platform --data $(DATA)
+
+train-quick: setup ## models/train.py alone, quick profile, on BANKING77 (SageMaker env contract), then predict with it
 	$(PY) -m models.train --profile quick --train $(DATA)/train.csv --test $(DATA)/test.csv \
 		--model-dir $(LOCAL)/model --output-data-dir $(LOCAL)/output --checkpoint-dir $(LOCAL)/checkpoints
 	$(PY) -m cnai predict --model-dir $(LOCAL)/model "I lost my card" "how do I top up by bank transfer?"
@@ -66,6 +69,9 @@ bench-distill: setup ## full BANKING77 factory run: teacher vs student table + r
 bench-serve: setup ## serving figures (handler latency, cold init, size, cnai serve vs a transformers peer) + reports/bench-serve.json
 	test -d build/layers/runtime/python || $(MAKE) layers
 	$(PY) bench/serve.py --data $(DATA) --out reports
+
+bench-pipeline: setup ## the README's first command's flow, timed: reports/bench-pipeline.json (e2e_s, states_s, ...)
+	$(PY) -m infra.local.platform --data $(DATA) --report reports/bench-pipeline.json
 
 bench-ingest: setup ## ingest consumer throughput on one core (10% malformed, 20% PII) + reports/bench-ingest.json
 	$(PY) -m bench.ingest --records 50000 --out reports

@@ -227,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         with timings.phase("deploy the templates to the local platform (moto)"):
             deployment = LocalDeployment(templates)
             deployment.create(boto3.Session(region_name=REGION))
-            functions = InProcessFunctions(deployment.functions)
+            # Function logs and EMF metrics would drown the progress lines: warnings only, no metrics locally.
+            quiet = {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
+            functions = InProcessFunctions(deployment.functions, extra_env=quiet)
             say(f"  {len(deployment.functions)} functions, {len(deployment.state_machines)} state machines, "
                 f"AWS at {aws_env['AWS_ENDPOINT_URL']}")  # fmt: skip
         runner = LocalTrainingRunner(
@@ -295,8 +297,14 @@ def main(argv: list[str] | None = None) -> int:
                     _, detail = http_json("GET", f"{url}/v1/models/{args.model}")
                     records_audited = [json.loads(line) for line in audit.read_text().splitlines() if line.strip()]
                     version = str(shown["version"])
-                    ok = status == 200 and any(version in json.dumps(r) for r in records_audited)
+                    # The served, audited identity is the registry's: the answer, the model detail and the
+                    # audit record of this call all name the package version that was approved.
+                    named = [r for r in records_audited if r.get("package_version") == version and r["status"] == 200]
+                    ok = status == 200 and detail.get("package_version") == version and len(named) == 1
                     result["predictions_ok"] = len(answer.get("predictions", [])) if ok else 0
+                    if not ok:
+                        say(f"  ! predict {status}, detail version {detail.get('package_version')}, "
+                            f"audit records naming version {version}: {len(named)}")  # fmt: skip
                     for text, prediction in zip(texts, answer.get("predictions", []), strict=False):
                         say(f"  {text!r} -> {prediction.get('label')} ({prediction.get('score', 0):.2f})")
                     if args.serve:
@@ -312,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                 macro_f1=shown.get("metrics", {}).get("macro_f1"),
                 url=url,
                 approval=shown.get("approval"),
-                model_detail=detail,
+                model_detail={k: v for k, v in detail.items() if k != "labels"},
             )
             training_job = json.loads(described.get("output") or "{}").get("training") or {}
             result["training_job"] = {k: training_job.get(k) for k in ("TrainingJobName", "TrainingTimeInSeconds",
