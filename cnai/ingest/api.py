@@ -9,12 +9,19 @@ ids and partition keys the same way as the CLI, and retries only the entries Kin
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from http import HTTPStatus
 from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.metrics import MetricUnit
 
 from cnai.errors import error_body
 from cnai.ingest.producer import DEFAULT_SPREAD, Entry, Producer, SendSummary, entry_for
 from cnai.ingest.records import RecordError, parse_record
+from cnai.observability import logger, metric
 
 MAX_REQUEST_RECORDS = 500  # one PutRecords call; larger batches belong to `cnai ingest`
 
@@ -98,3 +105,52 @@ def ingest_request(
                 results[i] = {"index": i, "status": "failed", "reason": f"stream: {outcome.error}", "retryable": True}
     counts = {s: sum(r["status"] == s for r in results) for s in ("accepted", "rejected", "failed")}
     return {**counts, "results": results}
+
+
+def build_ingest_api(producer: Producer, *, max_records: int, spread: int) -> APIGatewayRestResolver:
+    """The REST resolver for POST /v1/ingest (the Lambda handler resolves events with it): one error shape
+    with the predict API, 405 with Allow for other methods, 500s that leak nothing."""
+    app = APIGatewayRestResolver()
+
+    def answer(status: int, body: dict[str, Any]) -> Response[str]:
+        return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+
+    def request_id() -> str | None:
+        return app.current_event.request_context.request_id
+
+    @app.post("/v1/ingest")
+    def post_ingest() -> Response[str]:
+        event = app.current_event
+        body: str | bytes | None = event.body
+        try:
+            if body and event.is_base64_encoded:
+                try:
+                    body = base64.b64decode(body, validate=True)
+                except (binascii.Error, ValueError):
+                    raise RequestError(400, "body", "not valid base64 (isBase64Encoded is true)") from None
+            result = ingest_request(body, producer, max_records=max_records, spread=spread)
+        except RequestError as exc:
+            metric("IngestRequestsRejected", MetricUnit.Count, 1)
+            return answer(exc.status, error_answer(exc, request_id()))
+        for status in ("accepted", "rejected", "failed"):
+            metric(f"IngestRecords_{status}", MetricUnit.Count, result[status])
+        return answer(HTTPStatus.OK, result)
+
+    @app.not_found
+    def no_route(exc: Exception) -> Response[str]:
+        if app.current_event.path.rstrip("/") == "/v1/ingest":
+            response = answer(
+                HTTPStatus.METHOD_NOT_ALLOWED, error_body("method_not_allowed", "use POST on /v1/ingest", request_id())
+            )
+            response.headers["Allow"] = "POST"
+            return response
+        return answer(HTTPStatus.NOT_FOUND, error_body("not_found", "no such route", request_id()))
+
+    @app.exception_handler(Exception)
+    def internal(exc: Exception) -> Response[str]:
+        """500s never leak internals: the log has the stack trace, the caller the request id to quote."""
+        logger.exception("unhandled error")
+        body = error_body("internal", "internal error; quote the request id", request_id())
+        return answer(HTTPStatus.INTERNAL_SERVER_ERROR, body)
+
+    return app
