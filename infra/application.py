@@ -47,6 +47,7 @@ def build(app: cdk.App, settings: Settings | None = None) -> dict[str, cdk.Stack
         settings=settings,
         lake=ingestion.lake,  # type: ignore[attr-defined]
         lake_key=ingestion.lake_key,  # type: ignore[attr-defined]
+        capacity_retry_s=settings.training.capacity_retry_s,
         env=env,
         description="cnai training: the train workflow (dataset, SageMaker GPU training, quality gate, registry)",
     )

@@ -155,6 +155,9 @@ class TrainingSettings(Group):
     max_runtime_s: int = Field(4 * 3600, ge=600, le=28 * 24 * 3600, description="StoppingCondition.MaxRuntime")
     max_wait_s: int = Field(8 * 3600, ge=600, le=28 * 24 * 3600, description="MaxWaitTimeInSeconds (spot only)")
     volume_gb: int = Field(50, ge=1, le=16_384, description="ML storage volume (KMS encrypted)")
+    # TrainAndDistill's first wait before retrying an instance quota/capacity error (then x2, full jitter, at
+    # most 30 min apart). Short values are for local runs and tests: moto's interpreter really sleeps.
+    capacity_retry_s: int = Field(300, ge=1, le=1800, description="first wait before a capacity retry")
     framework_version: str = Field("2.6.0", pattern=r"^\d+\.\d+(\.\d+)?$", description="PyTorch training image")
     py_version: str = Field("py312", pattern=r"^py3\d{1,2}$", description="Python of the training image")
     recipe: str = Field("default", pattern=r"^[a-z][a-z0-9_-]*$", description="models/config.py profile")
