@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -50,10 +51,16 @@ class InProcessFunctions:
         return {**function.environment, **self.extra_env, "AWS_LAMBDA_FUNCTION_NAME": function.name}
 
     def handler(self, name: str) -> Any:
+        """The function's handler, from a module imported for this function alone (a cold start).
+
+        The module is dropped from sys.modules before the import: a module imported earlier in this process
+        (by another function with the same handler, another deployment, a test) holds settings and clients
+        built under another environment, and reusing it would send this function's calls to those."""
         function = self.functions[name]
         if name not in self._handlers:
             module_name, _, attribute = function.handler.rpartition(".")
             with environment(self._env(function)):
+                sys.modules.pop(module_name, None)
                 module = importlib.import_module(module_name)
             self._handlers[name] = getattr(module, attribute)
         return self._handlers[name]

@@ -1,0 +1,282 @@
+"""The SYNTHESIZED `train` state machine executed locally, end to end through its real functions.
+
+The app is synthesized once for this module (infra.application.build, no bundling, stage "wf", the capacity
+Retry's first wait shortened to 1 s through `cnai:training.capacity_retry_s`), its templates deployed into moto
+(infra.local.template), its four workflow functions run in process (infra.local.functions), and the definition
+CDK wrote is executed by moto's interpreter with cnai.local.stepfunctions. A small labelled BANKING77 slice is in
+the lake's curated/ prefix in the ingest consumer's format, so PrepareDataset really freezes a snapshot.
+
+What trains: the orchestration scenarios (success, rejection, capacity retry) run a STAND-IN entry point in place
+of models/train.py (tests/integration/workflow_env.py STANDIN): it copies a real artifact models/train.py
+trained with the tiny recipe (the session's `tiny_artifact`) and prints its metrics as train.py does, so the
+gate, the registry and the notification read a real model card in seconds. The failing job and the spot
+interruption run the real models/train.py, unchanged, from this checkout.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cnai.model.artifact import ModelCard, load_artifact
+from cnai.pipeline.notify import console_link
+from cnai.pipeline.quality import served_metrics
+from tests.conftest import BANKING77
+from tests.integration.workflow_env import (
+    DAY,
+    MODEL,
+    Execution,
+    Workflow,
+    banking_rows,
+    curated_lines,
+    deployed,
+    synthesize,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+HAPPY_PATH = ["PrepareDataset", "TrainAndDistill", "QualityGate", "Passed?", "Register", "NotifySuccess"]
+
+
+@pytest.fixture(scope="module")
+def templates() -> dict[str, dict[str, Any]]:
+    """The real app, synthesized once for this module (jsii is slow)."""
+    return synthesize()
+
+
+@pytest.fixture(scope="module")
+def workflow(
+    templates: dict[str, dict[str, Any]], tiny_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Workflow]:
+    """Given the deployed app in moto with 6 intents x 50 curated BANKING77 rows in the lake."""
+    curated = curated_lines(banking_rows(BANKING77 / "train.csv", labels=6, per_label=50), DAY)
+    with deployed(templates, work=tmp_path_factory.mktemp("workflow"), artifact=tiny_artifact, curated=curated) as wf:
+        yield wf
+
+
+@pytest.fixture(autouse=True)
+def fresh_runner(workflow: Workflow) -> Iterator[None]:
+    """Each scenario starts with the stand-in entry point, no injected fault and no notification pending."""
+    workflow.runner.source_dir = workflow.standin_dir
+    workflow.runner.faults.create_errors = []
+    workflow.runner.faults.spot_interruptions = 0
+    workflow.messages()
+    yield
+    workflow.runner.source_dir = workflow.standin_dir
+
+
+@pytest.fixture(scope="module")
+def card(tiny_artifact: Path) -> ModelCard:
+    return load_artifact(tiny_artifact).card
+
+
+def console_input(**overrides: Any) -> dict[str, Any]:
+    """What a person types into the console's Start execution box (cnai.pipeline.input), over the slice's day."""
+    return {"model": MODEL, "dataset": {"from": DAY, "to": DAY}, "profile": "tiny", **overrides}
+
+
+def bars_below(metrics: dict[str, float]) -> dict[str, float]:
+    return {"accuracy": round(metrics["accuracy"] - 0.05, 4), "macro_f1": round(metrics["macro_f1"] - 0.05, 4)}
+
+
+def tar_member(workflow: Workflow, uri: str, name: str) -> dict[str, Any]:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    blob = workflow.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(blob)) as archive:
+        member = archive.extractfile(name)
+        assert member is not None, f"{name} not in {uri}"
+        return dict(json.load(member))
+
+
+def scheduled_job_names(done: Execution) -> list[str]:
+    """TrainingJobName of each TrainAndDistill attempt, from the TaskScheduled events' parameters."""
+    return [
+        json.loads(e["taskScheduledEventDetails"]["parameters"])["TrainingJobName"]
+        for e in done.events
+        if e["type"] == "TaskScheduled" and e["taskScheduledEventDetails"]["resourceType"] == "sagemaker"
+    ]
+
+
+def test_success_with_auto_approve_registers_an_approved_version_with_lineage_and_notifies(
+    workflow: Workflow, card: ModelCard
+) -> None:
+    # Given bars below what the trained model reaches, auto-approve on
+    metrics = served_metrics(card)
+    before = len(workflow.versions())
+
+    # When a run over the slice's day is started
+    done = workflow.run("success", console_input(auto_approve=True, thresholds=bars_below(metrics)))
+
+    # Then it succeeded through every state of the happy path
+    assert done.status == "SUCCEEDED", (done.error, done.cause, workflow.lines[-10:])
+    assert done.path == HAPPY_PATH
+    out = done.output
+    # And PrepareDataset froze the curated slice into a snapshot the job read as its two channels
+    dataset = out["dataset"]
+    assert dataset["engine"] == "lambda" and dataset["labels"] == 6
+    assert dataset["rows"]["train"] + dataset["rows"]["test"] == 300
+    assert dataset["manifest_uri"].startswith(f"s3://{workflow.lake}/datasets/{MODEL}/")
+    training = out["training"]
+    job = training["TrainingJobName"]
+    assert job == f"{out['run']['job_name']}-0" and job.startswith(f"{workflow.prefix}-train-{MODEL}-")
+    given = tar_member(workflow, training["model_data"].replace("model.tar.gz", "output.tar.gz"), "given.json")
+    assert given["rows"] == dataset["rows"]
+    # the synthesized hyperparameters reached the entry point as SageMaker's toolkit hands them on
+    assert given["hps"] == {"profile": "tiny", "text_column": "text", "label_column": "label"}
+    # And the metric definitions turned the job's last line into training metrics
+    described = workflow.sagemaker.describe_training_job(TrainingJobName=job)
+    final = {m["MetricName"]: m["Value"] for m in described["FinalMetricDataList"]}
+    assert final["test:accuracy"] == pytest.approx(metrics["accuracy"], abs=1e-5)
+    assert final["test:macro_f1"] == pytest.approx(metrics["macro_f1"], abs=1e-5)
+    # And a new version is Approved in the model's group with its metrics, ModelMetrics report and lineage
+    registered = out["registered"]
+    assert registered["approval"] == "Approved" and registered["version"] == before + 1
+    version = workflow.registry.version(MODEL, registered["version"])
+    assert version.approval == "Approved" and version.arn == registered["model_package_arn"]
+    assert version.metrics["accuracy"] == pytest.approx(metrics["accuracy"], abs=1e-5)
+    assert version.metrics["macro_f1"] == pytest.approx(metrics["macro_f1"], abs=1e-5)
+    assert version.model_data == training["model_data"]
+    assert version.report_uri == out["quality"]["report_uri"]
+    report_bucket, report_key = version.report_uri.removeprefix("s3://").split("/", 1)
+    assert report_bucket == workflow.artifacts
+    assert json.loads(workflow.s3.get_object(Bucket=report_bucket, Key=report_key)["Body"].read())
+    assert version.lineage["dataset_manifest_sha256"] == dataset["manifest_sha256"]
+    assert version.lineage["training_job_arn"] == training["TrainingJobArn"] == described["TrainingJobArn"]
+    assert version.lineage["execution_arn"] == done.arn
+    assert version.lineage["artifact_version"] == card.version  # the card of the artifact the job wrote
+    # And NotifySuccess published one message to the topic: console link, version, metrics and the job's cost
+    (message,) = workflow.messages()
+    assert message["TopicArn"] == workflow.topic and message["MessageId"] == out["notified"]["message_id"]
+    assert message["Subject"] == f"cnai {MODEL}: version {registered['version']} registered (Approved)"
+    body = message["Message"]
+    assert f"Execution: {console_link(done.arn)}" in body
+    assert f"accuracy {metrics['accuracy']:.4f}" in body
+    cost = (
+        f"Cost: 1 x ml.g5.xlarge, {training['TrainingTimeInSeconds']} s training, "
+        f"{training['BillableTimeInSeconds']} s billable: "
+    )
+    assert cost in body and "USD" in body
+
+
+def test_a_model_below_the_thresholds_is_rejected_naming_metric_value_and_bar(
+    workflow: Workflow, card: ModelCard
+) -> None:
+    # Given an accuracy bar above what the trained model reaches
+    metrics = served_metrics(card)
+    assert metrics["accuracy"] <= 0.95, "the tiny artifact leaves no room for a bar above it"
+    bar = round(metrics["accuracy"] + 0.05, 4)
+    before = len(workflow.versions())
+
+    # When
+    done = workflow.run("rejected", console_input(auto_approve=True, thresholds={"accuracy": bar, "macro_f1": 0.0}))
+
+    # Then the gate said no: NotifyRejected, then the Rejected Fail state with the gate's cause
+    assert done.path == ["PrepareDataset", "TrainAndDistill", "QualityGate", "Passed?", "NotifyRejected", "Rejected"]
+    assert done.status == "FAILED" and done.error == "QualityGateFailed"
+    assert done.cause == f"accuracy {metrics['accuracy']:.4f} below {bar:.4f} (threshold)"
+    # And nothing was registered
+    assert len(workflow.versions()) == before
+    # And the notification says why
+    (message,) = workflow.messages()
+    assert message["Subject"] == f"cnai {MODEL}: rejected by the quality gate"
+    assert done.cause in message["Message"] and console_link(done.arn) in message["Message"]
+
+
+def test_a_failing_training_job_is_caught_notified_and_fails_with_its_reason(workflow: Workflow) -> None:
+    # Given the real models/train.py, and a recipe override it refuses (student_epochs must be >= 1)
+    workflow.runner.source_dir = ROOT
+    before = len(workflow.versions())
+
+    # When
+    done = workflow.run("failing-job", console_input(hyperparameters={"student_epochs": "0"}))
+
+    # Then the .sync task failed once (a failed job is not retried), Catch went to NotifyFailure, then Failed
+    assert done.path == ["PrepareDataset", "TrainAndDistill", "NotifyFailure", "Failed"]
+    assert [f["error"] for f in done.failed_tasks()] == ["States.TaskFailed"]
+    assert done.status == "FAILED" and done.error == "States.TaskFailed"
+    # And the cause is the job's description: Failed, train.py's exit code and the field it refused
+    assert done.cause is not None
+    cause = json.loads(done.cause)
+    job = cause["TrainingJobName"]
+    assert cause["TrainingJobStatus"] == "Failed"
+    assert "ExitCode 2" in cause["FailureReason"] and "student_epochs" in cause["FailureReason"]
+    described = workflow.sagemaker.describe_training_job(TrainingJobName=job)
+    assert described["FailureReason"] == cause["FailureReason"]
+    assert "models/train.py" in workflow.job_log(job)
+    assert len(workflow.versions()) == before
+    (message,) = workflow.messages()
+    assert message["Subject"] == f"cnai {MODEL}: training workflow failed"
+    assert "student_epochs" in message["Message"] and console_link(done.arn) in message["Message"]
+
+
+def test_a_capacity_error_is_retried_under_a_new_job_name_then_succeeds(workflow: Workflow, card: ModelCard) -> None:
+    # Given SageMaker refuses the first two CreateTrainingJob calls for an instance quota
+    workflow.runner.faults.create_errors = ["ResourceLimitExceeded", "ResourceLimitExceeded"]
+    metrics = served_metrics(card)
+
+    # When
+    done = workflow.run("capacity", console_input(thresholds=bars_below(metrics)))
+
+    # Then TrainAndDistill failed twice with the error name Step Functions gives SageMaker's quota error,
+    # was retried (the synthesized Retry, 1 s first wait here), and the run went on to register the model
+    assert done.status == "SUCCEEDED", (done.error, done.cause)
+    assert done.path == HAPPY_PATH
+    failures = done.failed_tasks()
+    assert [f["error"] for f in failures] == ["SageMaker.ResourceLimitExceededException"] * 2
+    assert all("Error Code: ResourceLimitExceeded" in f["cause"] for f in failures)
+    row = done.row("TrainAndDistill")
+    assert (row.failures, row.attempts) == (2, 3)
+    # And each attempt had its own job name (SageMaker refuses a name twice); the third one ran
+    run_job = done.output["run"]["job_name"]
+    assert scheduled_job_names(done) == [f"{run_job}-0", f"{run_job}-1", f"{run_job}-2"]
+    assert done.output["training"]["TrainingJobName"] == f"{run_job}-2"
+    assert workflow.sagemaker.describe_training_job(TrainingJobName=f"{run_job}-2")["TrainingJobStatus"] == "Completed"
+    # And without auto-approve the new version waits for a person
+    assert done.output["registered"]["approval"] == "PendingManualApproval"
+    assert workflow.runner.faults.create_errors == []
+
+
+@pytest.mark.slow
+def test_a_spot_interruption_resumes_from_its_checkpoint_to_the_same_metrics(workflow: Workflow) -> None:
+    """Real models/train.py (tiny recipe) under the synthesized workflow, twice: once through, once interrupted.
+
+    The interruption is the runner's: once train.py has written a checkpoint, SIGTERM to its process group (train.py
+    finishes its checkpoint and exits 143), the checkpoints synced to S3, the local ones wiped (a new instance),
+    synced back, and train.py started again within the same job."""
+    # Given the real entry point, spot training, and bars the tiny recipe passes; the int8 parity bar is lowered
+    # from 0.99 to 0.95 as the local platform does for its short recipes (a few test rows decide it here)
+    workflow.runner.source_dir = ROOT
+    given = console_input(spot=True, hyperparameters={"min_int8_agreement": "0.95"},
+                          thresholds={"accuracy": 0.0, "macro_f1": 0.0})  # fmt: skip
+    reference = workflow.run("spot-reference", given, timeout_s=600)
+    assert reference.status == "SUCCEEDED", (reference.error, reference.cause, workflow.lines[-20:])
+
+    # When the same run is interrupted once, after its first checkpoint
+    workflow.runner.faults.spot_interruptions = 1
+    done = workflow.run("spot-interrupted", given, timeout_s=600)
+
+    # Then it succeeded through the same states, the job restarted from its synced checkpoint
+    assert done.status == "SUCCEEDED", (done.error, done.cause, workflow.lines[-20:])
+    assert done.path == HAPPY_PATH
+    assert workflow.runner.faults.spot_interruptions == 0
+    job = done.output["training"]["TrainingJobName"]
+    log = workflow.job_log(job)
+    assert "spot interruption: SIGTERM" in log and "exited with 143" in log
+    assert "restored" in log and "checkpoint file(s) from" in log
+    described = workflow.sagemaker.describe_training_job(TrainingJobName=job)
+    steps = [t["Status"] for t in described["SecondaryStatusTransitions"]]
+    assert steps == ["Starting", "Downloading", "Training", "Interrupted", "Restarting", "Training", "Uploading",
+                     "Completed"]  # fmt: skip
+    # And the resumed model's test metrics equal the uninterrupted run's
+    cards = [tar_member(workflow, r.output["training"]["model_data"], "model_card.json") for r in (reference, done)]
+    first, second = (c["metrics"]["test"]["student_int8"] for c in cards)
+    assert (second["accuracy"], second["macro_f1"]) == (first["accuracy"], first["macro_f1"])
+    gated = ("accuracy", "macro_f1")
+    assert {k: done.output["quality"]["metrics"][k] for k in gated} == {
+        k: reference.output["quality"]["metrics"][k] for k in gated
+    }
