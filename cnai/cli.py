@@ -56,6 +56,7 @@ def _register_subpackages() -> None:
     from cnai.data.cli import register as register_data
     from cnai.ingest.cli import register as register_ingestion
     from cnai.local.cli import register as register_local
+    from cnai.monitoring.cli import register as register_monitoring
     from cnai.pipeline.cli import register as register_training
     from cnai.registry.cli import register as register_registry
     from cnai.serving.cli import register as register_serving
@@ -66,6 +67,7 @@ def _register_subpackages() -> None:
     register_data(app)
     register_training(app)
     register_registry(app)
+    register_monitoring(app)  # `cnai monitor report | run`: cnai/monitoring/cli.py
 
 
 _register_subpackages()

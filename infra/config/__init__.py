@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from infra.config.groups import (
     ApiSettings,
     AuditSettings,
+    DriftSettings,
     EndpointSettings,
     IngestionSettings,
     MonitoringSettings,
@@ -31,6 +32,7 @@ __all__ = [
     "ApiSettings",
     "AuditSettings",
     "ContextError",
+    "DriftSettings",
     "EndpointSettings",
     "IngestionSettings",
     "MonitoringSettings",
@@ -56,6 +58,7 @@ class Settings(BaseModel):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     @property

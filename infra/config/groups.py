@@ -132,6 +132,39 @@ class MonitoringSettings(Group):
         return value
 
 
+class DriftSettings(Group):
+    """The drift monitor (docs/drift.md): when it runs, what window it scores, its bars, and how often drift
+    may start the train workflow. Thresholds are cnai.monitoring.drift.Thresholds' fields."""
+
+    enabled: bool = Field(True, description="deploy the scheduled drift monitor")
+    schedule: str = Field("rate(1 hour)", pattern=r"^(rate|cron)\(.+\)$", description="EventBridge Scheduler")
+    window_hours: int = Field(24, ge=1, le=24 * 31, description="served traffic scored per run")
+    min_predictions: int = Field(200, ge=1, description="fewer in the window: no judgement, no action")
+    label_psi: float = Field(0.25, gt=0, le=10, description="predicted labels vs the dataset's labels")
+    length_psi: float = Field(0.25, gt=0, le=10, description="input lengths vs the dataset's")
+    confidence_drop: float = Field(0.15, gt=0, le=1, description="mean top probability below the accuracy")
+    abstention_rate: float = Field(0.30, gt=0, le=1, description="share of inputs answered without a label")
+    unknown_token_rate: float = Field(0.15, gt=0, le=1, description="tokens outside the dataset vocabulary (+)")
+    cooldown_hours: int = Field(72, ge=1, le=24 * 366, description="at most one drift retrain per model per")
+    lookback_days: int = Field(30, ge=1, le=3660, description="lake range a drift retrain trains on")
+    retrain: bool = Field(True, description="start the train workflow on drift (false: report and alarm only)")
+    report_days: int = Field(400, ge=1, description="kept reports expire after")
+
+    @model_validator(mode="after")
+    def _cooldown_covers_window(self) -> DriftSettings:
+        # A cool-down shorter than the window would let the same drifted traffic start a second retrain.
+        if self.cooldown_hours < self.window_hours:
+            raise ValueError(
+                f"drift.cooldown_hours ({self.cooldown_hours}) is shorter than drift.window_hours "
+                f"({self.window_hours}): the traffic that started one retrain would start another"
+            )
+        return self
+
+    def thresholds(self) -> dict[str, float]:
+        names = ("label_psi", "length_psi", "confidence_drop", "abstention_rate", "unknown_token_rate")
+        return {name: getattr(self, name) for name in names}
+
+
 # SageMaker training list prices (USD per instance-hour, on demand, us-east-1, 2026): the job's cost in the
 # Notify message is billable seconds x this price. Override per region in cdk.json (`cnai:training.hourly_usd`).
 HOURLY_USD = {

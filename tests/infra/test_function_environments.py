@@ -27,6 +27,11 @@ DEPLOY_TIME = {
     # the training stack's
     "artifact_bucket": "cnai-dev-training-artifactsbucket1a2b3c",
     "topic_arn": "arn:aws:sns:us-east-1:123456789012:cnai-dev-training-MonitoringTopic1A2B3C",
+    # the monitoring stack's (drift monitor)
+    "audit_source": "s3://cnai-dev-serving-auditstore1a2b3c/audit/year={yyyy}/month={MM}/day={dd}/",
+    "reports_bucket": "cnai-dev-monitoring-driftreports1a2b3c",
+    "cooldown_table": "cnai-dev-monitoring-DriftCoolDown-1A2B3C",
+    "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:cnai-dev-train",
 }
 
 
