@@ -39,12 +39,21 @@ def dataset_build(
         first, last = date.fromisoformat(start), date.fromisoformat(end)
     except ValueError as exc:
         _fail(CnaiError(f"--start/--end: {exc}"))
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         snap = build_snapshot(
             store_for(lake), start=first, end=last, name=name, test_fraction=test_fraction, tenant=tenant
         )
     except CnaiError as exc:
         _fail(exc)
+    except ClientError as exc:  # access denied, throttled after botocore's retries ...: one line, not a trace
+        error = exc.response.get("Error", {})
+        _fail(CnaiError(f"{lake}: {error.get('Code', 'error')}: {error.get('Message', exc)}"))
+    except BotoCoreError as exc:  # no credentials, endpoint unreachable
+        _fail(CnaiError(f"{lake}: {exc}"))
+    except OSError as exc:  # a local lake folder that cannot be read or written
+        _fail(CnaiError(f"{exc.filename or lake}: {exc.strerror or exc}"))
     files = snap.manifest["files"]
     typer.echo(
         json.dumps(

@@ -6,7 +6,6 @@ card records as lineage, so every unusable row stops the run with its file, line
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
 import io
@@ -15,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnai.csvfile import checked_csv, csv_reader
 from cnai.errors import DataError
 
 SUFFIXES = (".csv", ".jsonl", ".ndjson", ".jsonl.gz", ".csv.gz")
@@ -64,15 +64,16 @@ def _decode(path: Path, raw: bytes) -> str:
 
 
 def _rows_csv(path: Path, text: str, text_col: str, label_col: str) -> Iterable[tuple[int, str, str]]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    # Strict parsing (cnai.ingest.files.checked_csv): an unclosed quote or a field over the csv module's limit
+    # is a DataError naming the line, not a traceback or a silently merged row. Quoted line breaks are
+    # accepted here: a training file written by csv.writer may hold multi-line texts on purpose.
+    reader = csv_reader(io.StringIO(text, newline=""), str(path))
     columns = reader.fieldnames or []
-    if not columns:
-        raise DataError(str(path), "file is empty (no header row)")
     for col in (text_col, label_col):
         if col not in columns:
             raise DataError(str(path), f"column {col!r} is missing (columns: {', '.join(columns)})", 1)
-    for row in reader:
-        yield reader.line_num, row.get(text_col) or "", row.get(label_col) or ""
+    for line, row in checked_csv(reader, str(path), multiline=True):
+        yield line, row.get(text_col) or "", row.get(label_col) or ""
 
 
 def _rows_jsonl(path: Path, text: str, text_col: str, label_col: str) -> Iterable[tuple[int, str, str]]:

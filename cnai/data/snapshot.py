@@ -14,12 +14,15 @@ same `version` (the first 16 hex digits of the manifest's sha256): rebuilding is
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import re
 import statistics
+import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -28,7 +31,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cnai.errors import DataError, describe
-from cnai.ingest.curate import jsonl_gz, read_jsonl_gz
+from cnai.ingest.curate import jsonl_gz
 
 SPLIT_SALT = "cnai-split-v1"
 TOP_TOKENS = 200
@@ -49,15 +52,31 @@ class S3Store:
         self.s3 = s3
         self.bucket = bucket
 
+    @contextmanager
+    def _missing_bucket(self) -> Iterator[None]:
+        """A bucket that does not exist is a wrong lake (DataError, never retried); every other S3 error
+        stays botocore's, so throttling and outages remain retryable errors for the workflow."""
+        from botocore.exceptions import ClientError
+
+        try:
+            yield
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                raise DataError(f"s3://{self.bucket}", "bucket does not exist") from None
+            raise
+
     def list(self, prefix: str) -> list[str]:
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+        with self._missing_bucket():
+            pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
     def get(self, key: str) -> bytes:
-        return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        with self._missing_bucket():
+            return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+        with self._missing_bucket():
+            self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
 
 class LocalStore:
@@ -93,7 +112,54 @@ def store_for(uri: str, s3: Any = None) -> Store:
 
             s3 = boto3.client("s3")
         return S3Store(s3, bucket)
+    if not Path(uri).is_dir():
+        raise DataError(uri, "folder not found (the lake is s3://BUCKET or a local folder holding curated/)")
     return LocalStore(Path(uri))
+
+
+# A curated line carries more (source, timestamp, metadata, redactions); these are what a snapshot reads.
+_CURATED_FIELDS: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "text": (str,),
+    "label": (str, type(None)),
+    "tenant": (str,),
+    "timestamp": (str, type(None)),
+}
+
+
+def read_curated(key: str, data: bytes) -> list[dict[str, Any]]:
+    """The rows of one curated JSONL.gz object. DataError naming the object (and the line) when it is not
+    gzip, a line is not JSON, or a row lacks a field a snapshot reads: a lake object written by hand or by
+    another tool must stop the build with a pointer to it, not with a traceback."""
+    try:
+        raw = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; a cut-off file is an EOFError
+        raise DataError(key, f"not a valid gzip file ({exc or type(exc).__name__})") from None
+    rows = []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise DataError(key, f"bytes are not valid UTF-8 (byte 0x{line[exc.start]:02x})", number) from None
+        except json.JSONDecodeError as exc:
+            raise DataError(key, f"not valid JSON ({exc.msg})", number) from None
+        except RecursionError:
+            raise DataError(key, "not valid JSON (nested too deeply)", number) from None
+        if not isinstance(row, dict):
+            raise DataError(key, f"expected a JSON object, got {type(row).__name__}", number)
+        for name, types in _CURATED_FIELDS.items():
+            if not isinstance(row.get(name), types):
+                problem = "is missing" if name not in row else f"is {type(row[name]).__name__}, not a string"
+                raise DataError(key, f"field {name!r} {problem}", number)
+        redactions = row.get("redactions")
+        if redactions is not None and not (
+            isinstance(redactions, dict) and all(type(n) is int for n in redactions.values())
+        ):
+            raise DataError(key, "field 'redactions' is not an object of counts", number)
+        rows.append(row)
+    return rows
 
 
 def is_test(record_id: str, test_fraction: float) -> bool:
@@ -199,7 +265,7 @@ def build_snapshot(
     for day in _days(start, end):
         for key in store.list(f"{curated_prefix}/dt={day.isoformat()}/"):
             data = store.get(key)
-            rows = read_jsonl_gz(data)
+            rows = read_curated(key, data)
             sources.append({"key": key, "sha256": sha256(data), "rows": len(rows)})
             for row in rows:
                 seen += 1
@@ -260,7 +326,8 @@ def build_snapshot(
         },
         "profile": profile(ordered),
     }
-    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    compact = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    canonical = compact.encode("utf-8")
     manifest_sha = sha256(canonical)
     version = manifest_sha[:16]
     manifest = {**manifest, "version": version, "manifest_sha256": manifest_sha}
@@ -269,7 +336,7 @@ def build_snapshot(
     if created:  # content-addressed: an existing version already holds exactly these bytes
         for split, data in payloads.items():
             store.put(f"{prefix}/{split}.jsonl.gz", data, "application/x-ndjson")
-        body = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        body = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8")
         store.put(f"{prefix}/manifest.json", body, "application/json")
     return Snapshot(version=version, prefix=prefix, manifest=manifest, created=created)
 

@@ -33,6 +33,9 @@ def ingest(
     source: Annotated[str | None, typer.Option(help="source for rows without one (default: file name)")] = None,
     text_column: Annotated[str, typer.Option(help="column holding the text")] = "text",
     label_column: Annotated[str, typer.Option(help="column holding the label")] = "label",
+    multiline: Annotated[
+        bool, typer.Option(help="CSV: accept quoted fields holding line breaks (refused by default: unbalanced quote)")
+    ] = False,
     spread: Annotated[int, typer.Option(min=1, max=1024, help="partition-key buckets per tenant")] = 16,
     max_attempts: Annotated[int, typer.Option(min=1, max=20, help="PutRecords tries per entry")] = 6,
     strict: Annotated[bool, typer.Option(help="exit 3 when any row was rejected")] = False,
@@ -43,6 +46,7 @@ def ingest(
     Batches PutRecords within Kinesis limits (500 records, 5 MiB per call, 1 MiB per record), retries only
     the failed entries with backoff, and prints what was sent, retried and rejected (and why).
     Exit status: 0 sent, 1 some entries could not be sent, 2 bad usage or file, 3 rows rejected (--strict).
+    A CSV file is checked whole before the first record is sent: a broken one sends nothing.
     """
     import boto3
 
@@ -51,8 +55,8 @@ def ingest(
 
     try:
         fmt = fmt or detect_format(file)
-        total = count_rows(file, fmt) if file.is_file() else None
-        rows = read_rows(file, Mapping(text_column, label_column, tenant, source), fmt)
+        total = count_rows(file, fmt, multiline=multiline) if file.is_file() else None
+        rows = read_rows(file, Mapping(text_column, label_column, tenant, source, multiline), fmt)
         summary = SendSummary()
         producer = Producer(boto3.client("kinesis"), stream, max_attempts=max_attempts)
         columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -70,6 +74,8 @@ def ingest(
         _fail(exc)
     except ValueError as exc:  # a record over the Kinesis limit after validation
         _fail(exc)
+    except OSError as exc:  # unreadable file (permissions, a folder, a vanished mount)
+        _fail(CnaiError(f"{file}: {exc.strerror or exc}"))
     result = summary.as_dict()
     if as_json:
         typer.echo(json.dumps(result, indent=2))

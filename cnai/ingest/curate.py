@@ -55,7 +55,8 @@ class Quarantined:
 def encode_record(record: Record | dict[str, Any]) -> bytes:
     """The bytes a producer puts on the stream for one record: compact UTF-8 JSON."""
     data = record.to_json() if isinstance(record, Record) else record
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # allow_nan=False: standard JSON only (the record contract refuses NaN/Infinity; this is the backstop)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def decode_payload(data: str) -> dict[str, Any]:
@@ -125,7 +126,7 @@ def jsonl_gz(lines: Iterable[dict[str, Any]]) -> bytes:
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as handle:
         for line in lines:
-            handle.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+            handle.write(json.dumps(line, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8"))
             handle.write(b"\n")
     return buffer.getvalue()
 

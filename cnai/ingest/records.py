@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from cnai.text import normalize_text
 
 MAX_TEXT_CHARS = 10_000
 MAX_METADATA_BYTES = 4_096
+MAX_METADATA_DEPTH = 16  # levels of objects/arrays; pydantic's own limit (~250) would answer a 500-step path
 
 # C0/C1 controls become spaces (a tab or a newline separates words); format characters that are invisible
 # and used to smuggle or split tokens (zero-width, bidi overrides, BOM, soft hyphen) are removed.
@@ -79,10 +81,23 @@ class Record(BaseModel):
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC) if value is not None else None
 
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _shallow(cls, value: Any) -> Any:
+        depth = _depth(value)
+        if depth > MAX_METADATA_DEPTH:
+            raise ValueError(f"is nested {depth} levels deep, more than {MAX_METADATA_DEPTH}")
+        return value
+
     @field_validator("metadata")
     @classmethod
     def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
-        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        # Python's json reads `1e999` as inf and `NaN` / `Infinity` as floats, but no JSON document can hold
+        # them: refused here, by path, so the stream, the lake and Athena only ever see standard JSON.
+        where = _non_finite(value)
+        if where is not None:
+            raise ValueError(f"{where} is not a finite number (JSON has no NaN or Infinity; 1e999 overflows)")
+        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8"))
         if size > MAX_METADATA_BYTES:
             raise ValueError(f"is {size} bytes as JSON, more than {MAX_METADATA_BYTES}")
         return value
@@ -113,6 +128,33 @@ class Record(BaseModel):
         }
 
 
+def _depth(value: Any) -> int:
+    """Levels of nested objects and arrays (a scalar is 0), counted without recursion."""
+    deepest = 0
+    stack: list[tuple[int, Any]] = [(0, value)]
+    while stack:
+        level, item = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level + 1)
+            stack.extend((level + 1, v) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _non_finite(value: Any) -> str | None:
+    """The path (`a.b[2]`) of the first NaN or infinite float in a JSON value, else None. Iterative: the
+    value may be nested as deep as the size limit allows, deeper than Python's recursion limit."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return path or "value"
+        if isinstance(item, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in reversed(list(enumerate(item))))
+    return None
+
+
 class RecordError(CnaiError, ValueError):
     """A record that cannot be used: `reason` names the field and the problem."""
 
@@ -129,6 +171,8 @@ def parse_record(data: Any) -> Record:
         return Record.model_validate(data)
     except ValidationError as exc:
         raise RecordError(describe(exc)) from None
+    except RecursionError:  # metadata nested deeper than the interpreter's stack (the size limit allows ~2,000)
+        raise RecordError("metadata: nested too deeply") from None
 
 
 def now_utc() -> datetime:

@@ -7,6 +7,7 @@ CLI and the benchmarks, so a latency or accuracy figure measured anywhere is the
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -20,6 +21,17 @@ from tokenizers import Tokenizer
 
 from cnai.model.artifact import Artifact, load_artifact
 from cnai.text import normalize_text
+
+# What `explain` removes one at a time: a word (letters/digits, with inner apostrophes: "don't") or a run of
+# other non-space characters ("?!"). Public, so the API bounds explanations by the same count that costs.
+_EXPLAIN_WORD = re.compile(r"\w+(?:['\u2019]\w+)*|[^\w\s]+")
+MAX_EXPLAIN_WORDS = 256  # hard ceiling per text for any caller; the API refuses beyond its own, lower bound
+
+
+def explain_words(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each word occlusion would remove from `text` (already normalized): one forward pass
+    each, so their count is the cost of explaining the text."""
+    return [m.span() for m in _EXPLAIN_WORD.finditer(text)]
 
 
 def host_threads() -> int:
@@ -205,21 +217,19 @@ class Predictor:
         probs, hits = self.cached_probabilities(texts)
         return self._rank(texts, probs, top_k, explain), hits
 
-    def explain(self, text: str, label: str | None = None) -> list[Attribution]:
+    def explain(self, text: str, label: str | None = None, max_words: int | None = None) -> list[Attribution]:
         """Per-word attributions on the ONNX model itself, by occlusion: each word is removed in turn and the
         drop in the probability of `label` (default: the top label) is that word's attribution.
 
-        One batched forward pass of (words + 1) texts; no extra model, no gradients.
+        One batched forward pass of (words + 1) texts; no extra model, no gradients. Words (`explain_words`)
+        past the tokenizer's max length are not explained (the model never sees them), and at most
+        `max_words` are: a hard ceiling on the cost, behind the API's 413 (cnai.serving.service.Limits).
         """
         text = normalize_text(text)
         encoding = self.tokenizer.encode(text)
-        spans: dict[int, list[int]] = {}
-        for word, (start, end) in zip(encoding.word_ids, encoding.offsets, strict=True):
-            if word is None or end <= start:
-                continue
-            span = spans.setdefault(word, [start, end])
-            span[0], span[1] = min(span[0], start), max(span[1], end)
-        words = [tuple(spans[w]) for w in sorted(spans)]
+        seen = max((end for word, (_, end) in zip(encoding.word_ids, encoding.offsets, strict=True)
+                    if word is not None), default=0)  # fmt: skip
+        words = [(s, e) for s, e in explain_words(text) if s < seen][:max_words]
         variants = [text] + [(text[:s] + " " + text[e:]).strip() for s, e in words]
         probs = self.probabilities(variants)
         index = self.labels.index(label) if label is not None else int(np.argmax(probs[0]))
@@ -238,7 +248,8 @@ class Predictor:
             best_label, best = ranked[0]
             extra: dict[str, object] = {}
             if explain:
-                extra["explanation"] = {"label": best_label, "tokens": self.explain(text, best_label)}
+                tokens = self.explain(text, best_label, max_words=MAX_EXPLAIN_WORDS)
+                extra["explanation"] = {"label": best_label, "tokens": tokens}
             if threshold is not None and best < threshold:
                 reason = f"top probability {best:.3f} is below the abstention threshold {threshold:.3f}"
                 results.append(Prediction(None, best, ranked, reason, extra))

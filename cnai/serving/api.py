@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
@@ -50,8 +50,26 @@ from cnai.serving.http import (
     proxy_response,
     request_id,
 )
-from cnai.serving.schema import HealthResponse, ModelDetail, ModelsResponse, PredictRequest, PredictResponse
-from cnai.serving.service import Limits, ModelService, Outcome, PayloadTooLargeError, UnknownModelError
+from cnai.serving.schema import (
+    ErrorResponse,
+    HealthResponse,
+    ModelDetail,
+    ModelsResponse,
+    PredictRequest,
+    PredictResponse,
+)
+from cnai.serving.service import (
+    MAX_EXPLAIN_INPUTS,
+    MAX_EXPLAIN_WORDS,
+    Limits,
+    ModelService,
+    Outcome,
+    PayloadTooLargeError,
+    UnknownModelError,
+)
+
+if TYPE_CHECKING:  # a type only: the OpenAPI modules stay out of the cold start (see openapi_document)
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 PREDICT_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/predict/?$")
 # Every route and the methods it answers, for 405's Allow header (Powertools answers 404 for a known path
@@ -198,12 +216,17 @@ class PredictApi:
                     "description": "predictions, best label first",
                     "content": {content_types.APPLICATION_JSON: {"model": PredictResponse}},
                 },
-                400: {"description": "bad JSON, a body that is not UTF-8, or a field that does not match the schema"},
-                404: {"description": "unknown model"},
-                408: {"description": "the body did not arrive in time (`cnai serve`)"},
-                413: {"description": "too many inputs, an input too long, or a body over the size limit"},
-                415: {"description": "the body is not JSON"},
-                503: {"description": "the audit trail is unavailable; nothing was served"},
+                **_errors(
+                    {
+                        400: "bad JSON, a body that is not UTF-8, or a field that does not match the schema",
+                        404: "unknown model, or a model name no route takes",
+                        408: "the body did not arrive in time (`cnai serve` only)",
+                        413: "too many inputs, an input too long, too much to explain, or a body over the size limit",
+                        415: "the body is declared as something other than JSON",
+                        502: "the SageMaker endpoint serving this model failed",
+                        503: "the audit trail is unavailable; nothing was served",
+                    }
+                ),
             },
         )
         def predict(model: str, body: Annotated[PredictRequest, Body()]) -> Response[str]:
@@ -215,11 +238,36 @@ class PredictApi:
             _record_metrics(outcome)
             return Response(HTTPStatus.OK.value, content_types.APPLICATION_JSON, outcome.response.model_dump_json())
 
-        @app.get("/v1/models", summary="Served models and their identity (name, version, registry version)")
+        @app.get(
+            "/v1/models",
+            summary="Served models and their identity (name, version, registry version)",
+            responses={
+                200: {
+                    "description": "the served models",
+                    "content": {content_types.APPLICATION_JSON: {"model": ModelsResponse}},
+                },
+                **_errors({502: "a SageMaker endpoint did not describe its model"}),
+            },
+        )
         def list_models() -> ModelsResponse:
             return ModelsResponse(models=self.service.summaries())
 
-        @app.get("/v1/models/<model>", summary="A model's identity, labels, metrics and lineage (its model card)")
+        @app.get(
+            "/v1/models/<model>",
+            summary="A model's identity, labels, metrics and lineage (its model card)",
+            responses={
+                200: {
+                    "description": "the model card's summary",
+                    "content": {content_types.APPLICATION_JSON: {"model": ModelDetail}},
+                },
+                **_errors(
+                    {
+                        404: "unknown model, or a model name no route takes",
+                        502: "the SageMaker endpoint serving this model did not describe it",
+                    }
+                ),
+            },
+        )
         def describe_model(model: str) -> ModelDetail:
             return self.service.get(model).detail()
 
@@ -247,9 +295,10 @@ class PredictApi:
             document = self.app.get_openapi_json_schema(
                 title="cnai predict API",
                 version="1",
-                description="Calibrated intent labels from a distilled int8 ONNX model; every call is audited.",
+                description="Calibrated intent labels from a distilled int8 ONNX model; every call is audited."
+                " A known path asked with a method it does not answer gets 405 with `Allow`; OPTIONS gets 204.",
             )
-            self._openapi = json.loads(document)
+            self._openapi = exact(json.loads(document), self.service.limits)
         return self._openapi
 
     def _call(self) -> Call:
@@ -412,6 +461,49 @@ class PredictApi:
             self.init_ms = None
 
 
+def _errors(descriptions: Mapping[int, str]) -> dict[int, OpenAPIResponse]:
+    """OpenAPI responses for error statuses, each with the one error body (ErrorResponse)."""
+    return {
+        status: {"description": text, "content": {content_types.APPLICATION_JSON: {"model": ErrorResponse}}}
+        for status, text in descriptions.items()
+    }
+
+
+# What Powertools adds to every operation when validation is on, for FastAPI's convention of answering a body
+# that fails validation with 422. This API answers 400 (ERRORS above) and never 422, so the document must not
+# promise it: a client generated from it would handle an answer that never comes and miss the real one.
+_UNUSED_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
+
+
+def exact(document: dict[str, Any], limits: Limits | None = None) -> dict[str, Any]:
+    """The generated OpenAPI document made exact: without the 422 responses (and their schemas) this API never
+    returns, and, given the deployment's `limits`, with the bounds it refuses with 413 written into the
+    request schema (maxItems, maxLength, and the number of texts `explain` may ask for), so that a client or a
+    fuzzer reading the document knows them. The words-per-explained-text bound is not expressible in JSON
+    Schema: `explain`'s description states it."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict):
+                operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    text = json.dumps(document.get("paths", {}))
+    for name in _UNUSED_SCHEMAS:
+        if f'/{name}"' not in text:
+            schemas.pop(name, None)
+    request = schemas.get("PredictRequest")
+    if limits is not None and isinstance(request, dict):
+        one = {"type": "string", "maxLength": limits.max_input_chars}
+        many = {"type": "array", "items": one, "minItems": 1, "maxItems": limits.max_inputs}
+        request["properties"]["inputs"]["anyOf"] = [one, many]
+        request["if"] = {"properties": {"explain": {"const": True}}, "required": ["explain"]}
+        if limits.max_explain_inputs:
+            bounded = {"type": "array", "maxItems": limits.max_explain_inputs}
+            request["then"] = {"properties": {"inputs": {"anyOf": [{"type": "string"}, bounded]}}}
+        else:  # explanations switched off
+            request["then"] = {"properties": {"explain": {"const": False}}}
+    return document
+
+
 def _as_json(event: dict[str, Any], text: str | None, content_type: str | None) -> dict[str, Any]:
     """The event with its body as plain text and, for the JSON spellings we accept beyond application/json,
     Content-Type application/json (Powertools parses only that media type as JSON)."""
@@ -476,6 +568,8 @@ class ServingOptions:
     audit_store_text: bool = False
     max_inputs: int = 64
     max_input_chars: int = 2000
+    max_explain_inputs: int = MAX_EXPLAIN_INPUTS
+    max_explain_words: int = MAX_EXPLAIN_WORDS
     cache_size: int = 1024
     threads: int | None = None
 
@@ -500,7 +594,12 @@ def build_api(options: ServingOptions, init_started: float | None = None) -> Pre
         backends[name] = LocalBackend(predictor, name, options.model_package_version)
     for name, endpoint in options.sagemaker_endpoints.items():
         backends[name] = SageMakerBackend(name, endpoint)
-    limits = Limits(max_inputs=options.max_inputs, max_input_chars=options.max_input_chars)
+    limits = Limits(
+        max_inputs=options.max_inputs,
+        max_input_chars=options.max_input_chars,
+        max_explain_inputs=options.max_explain_inputs,
+        max_explain_words=options.max_explain_words,
+    )
     auditor = Auditor(sink_from_uri(options.audit_sink), store_text=options.audit_store_text)
     init_ms = (time.perf_counter() - init_started) * 1000 if init_started is not None else None
     return PredictApi(ModelService(backends, limits), auditor, init_ms)

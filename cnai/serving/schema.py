@@ -7,7 +7,7 @@ The model's identity is one `ModelId` (cnai.model.identity); on the wire it stay
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
@@ -20,9 +20,16 @@ class PredictRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    inputs: StrictStr | list[StrictStr] = Field(description="one text, or a list of texts (limits: see 413)")
+    inputs: StrictStr | Annotated[list[StrictStr], Field(min_length=1)] = Field(
+        description="one text, or a non-empty list of texts (limits: see 413)"
+    )
     top_k: int = Field(1, ge=1, le=100, strict=True, description="labels to return per input, best first")
-    explain: StrictBool = Field(False, description="add per-word attributions (occlusion on the ONNX model)")
+    explain: StrictBool = Field(
+        False,
+        description="add per-word attributions (occlusion on the ONNX model). Costs one forward pass per word,"
+        " so it is bounded per request (413 beyond): at most CNAI_MAX_EXPLAIN_INPUTS texts (4) and"
+        " CNAI_MAX_EXPLAIN_WORDS words per text (64)",
+    )
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -53,6 +60,27 @@ def _check_unicode(text: str, what: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise ValueError(f"{what} has an unpaired surrogate at character {exc.start} (not valid Unicode)") from None
+
+
+class ErrorField(BaseModel):
+    field: str = Field(description="the part of the request to fix: `body`, `inputs`, `inputs[2]`, `top_k` ...")
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(
+        description="invalid_request, unknown_model, not_found, method_not_allowed, request_timeout, too_large,"
+        " unsupported_media_type, internal, backend_unavailable, audit_unavailable"
+    )
+    message: str
+    fields: list[ErrorField] = Field(default_factory=list, description="absent when no single field is at fault")
+
+
+class ErrorResponse(BaseModel):
+    """Every error of the API (cnai.errors.error_body builds it); documented so clients can rely on it."""
+
+    error: ErrorDetail
+    request_id: str | None = Field(description="quote it when asking about a call (API Gateway's request id)")
 
 
 class LabelScore(BaseModel):

@@ -22,6 +22,9 @@ class PredictSettings(ModelSource, AuditSink, EnvSettings):
     sagemaker_endpoints: dict[str, str] = Field(default_factory=dict, alias="CNAI_SAGEMAKER_ENDPOINTS")
     max_inputs: int = Field(64, alias="CNAI_MAX_INPUTS", ge=1, le=1024)
     max_input_chars: int = Field(2000, alias="CNAI_MAX_INPUT_CHARS", ge=1, le=100_000)
+    # explain=true costs one forward pass per word: texts explained per request, words per explained text
+    max_explain_inputs: int = Field(4, alias="CNAI_MAX_EXPLAIN_INPUTS", ge=0, le=64)
+    max_explain_words: int = Field(64, alias="CNAI_MAX_EXPLAIN_WORDS", ge=1, le=256)
     cache_size: int = Field(1024, alias="CNAI_CACHE_SIZE", ge=0, le=1_000_000)
     threads: int | None = Field(None, alias="CNAI_THREADS", ge=1, le=64)
 

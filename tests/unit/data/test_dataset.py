@@ -106,6 +106,33 @@ def test_json_nested_too_deeply_is_a_data_error(tmp_path: Path) -> None:
         read_labeled(path)
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('text,label\nfine,x\n"unclosed,y\nmore,z\n', "a quote opened here is never closed"),
+        (f'text,label\nfine,x\n"{"a" * (csv.field_size_limit() + 1)}",y\n', "csv module's limit"),
+        ('text,label\nfine,x\n"quoted" tail,y\n', "text follows a closing quote"),
+    ],
+)
+def test_broken_csv_names_the_line_where_the_record_starts(tmp_path: Path, content: str, problem: str) -> None:
+    # Given a training CSV whose third line is broken (an unbalanced quote, a field over the csv limit)
+    path = tmp_path / "d.csv"
+    path.write_text(content, encoding="utf-8")
+    # When read / Then a DataError names the file and line 3 instead of a csv.Error or a merged row
+    with pytest.raises(DataError) as err:
+        read_labeled(path)
+    assert (err.value.path, err.value.line) == (str(path), 3)
+    assert problem in err.value.problem
+
+
+def test_multiline_texts_in_a_training_csv_are_kept(tmp_path: Path) -> None:
+    # Given a training CSV written by csv.writer with a text holding a line break
+    path = write_csv(tmp_path / "d.csv", [{"text": "two\nlines", "label": "x"}, {"text": "one", "label": "y"}])
+    # When read / Then the text is whole and each row is located at the line it starts on
+    data = read_labeled(path)
+    assert data.texts == ["two\nlines", "one"] and data.where == [(str(path), 2), (str(path), 4)]
+
+
 def test_missing_file_and_empty_directory(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="file not found"):
         read_labeled(tmp_path / "nope.csv")

@@ -94,3 +94,81 @@ def test_normalize_is_idempotent(text: str) -> None:
     assert normalize_text(once) == once
     assert once == once.strip()
     assert "  " not in once
+
+
+# ---- numbers JSON cannot hold: refused by the contract, wherever the record comes from ----
+
+
+@pytest.mark.parametrize(
+    ("metadata", "where"),
+    [
+        ({"score": float("inf")}, "score"),
+        ({"a": {"b": [1, float("nan")]}}, "a.b[1]"),
+        (json.loads('{"x": 1e999}'), "x"),
+        (json.loads('{"deep": [{"v": -Infinity}]}'), "deep[0].v"),
+    ],
+)
+def test_non_finite_numbers_are_refused_naming_the_field(metadata: dict, where: str) -> None:
+    # Given metadata holding NaN or an infinity (Python's json reads 1e999, NaN and Infinity without a word)
+    # When parsed / Then the record is refused and the reason names the path to the number
+    with pytest.raises(RecordError) as info:
+        parse_record({**BASE, "metadata": metadata})
+    assert info.value.reason.startswith(f"metadata: {where} is not a finite number")
+
+
+json_leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5)
+json_values = st.recursive(
+    json_leaves, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@given(st.dictionaries(st.text(max_size=5), json_values, max_size=4))
+def test_property_an_accepted_record_is_always_standard_json(metadata: dict) -> None:
+    # Given any metadata, floats of every kind (nan, inf, -0.0, subnormals) included
+    try:
+        record = parse_record({**BASE, "metadata": metadata})
+    except RecordError as exc:
+        # Then it is refused naming the metadata ...
+        assert exc.reason.startswith("metadata: ")
+    else:
+        # ... or it serializes as standard JSON (no NaN / Infinity token)
+        json.dumps(record.to_json(), allow_nan=False)
+
+
+@pytest.mark.parametrize("depth", [17, 1_000, 50_000])
+def test_metadata_nested_too_deep_is_one_short_rejection(depth: int) -> None:
+    # Given metadata nested deeper than the contract allows (and deeper than the interpreter's stack)
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    # When parsed / Then one short reason names the field
+    with pytest.raises(RecordError) as info:
+        parse_record({**BASE, "metadata": {"v": value}})
+    assert info.value.reason == f"metadata: is nested {depth + 1} levels deep, more than 16"
+
+
+def test_the_consumer_and_the_api_refuse_infinity_too() -> None:
+    import base64
+
+    from cnai.ingest.api import ingest_request
+    from cnai.ingest.curate import Quarantined, curate, encode_record, jsonl_gz
+    from cnai.ingest.producer import Producer
+    from tests.unit.ingest.test_producer import FakeKinesis
+
+    raw = '{"text": "hello", "source": "s", "tenant": "t", "metadata": {"v": 1e999}}'
+    # Given the stream consumer receives a payload holding 1e999 (put there by some other producer)
+    # When curated / Then it is quarantined with the field named
+    outcome = curate(base64.b64encode(raw.encode()).decode(), datetime(2026, 1, 1, tzinfo=UTC))
+    assert isinstance(outcome, Quarantined) and outcome.reason.startswith("metadata: v is not a finite number")
+    # Given POST /v1/ingest receives the same record
+    kinesis = FakeKinesis()
+    answer = ingest_request(f'{{"records": [{raw}]}}', Producer(kinesis, "s"))
+    # Then that record is rejected by name and nothing is put on the stream
+    assert answer["rejected"] == 1 and answer["results"][0]["reason"].startswith("metadata: v is not a finite")
+    assert kinesis.calls == []
+    # And what we serialize ourselves can never carry NaN or Infinity
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        encode_record({"v": float("nan")})
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        jsonl_gz([{"v": float("inf")}])
