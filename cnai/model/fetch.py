@@ -36,6 +36,7 @@ class ModelSource:
 
     uri: str
     version_id: str | None = None
+    etag: str | None = None  # the object's current ETag when no version is pinned: what the cache is keyed on
 
     @property
     def is_s3(self) -> bool:
@@ -53,8 +54,9 @@ class ModelSource:
         return bucket, key
 
     def cache_key(self) -> str:
-        """Same URI + same pinned version -> same cache directory; anything else gets its own."""
-        return hashlib.sha256(f"{self.uri}\0{self.version_id or ''}".encode()).hexdigest()[:24]
+        """Same URI + same pinned version (or, unpinned, same ETag) -> same cache directory; anything else gets
+        its own. Without the ETag a new model written over the same key would be answered from the old copy."""
+        return hashlib.sha256(f"{self.uri}\0{self.version_id or ''}\0{self.etag or ''}".encode()).hexdigest()[:24]
 
 
 def fetch_artifact(
@@ -72,6 +74,14 @@ def fetch_artifact(
         return load_artifact(local)
     client = s3_client or _s3_client()
     bucket, key = source.bucket_key()
+    if source.version_id is None:
+        # Unpinned: key the cache on what the object is now (a tarball, or the card that lists every file's
+        # sha256 for a prefix); a versioned bucket also gives the version, which then pins the download.
+        probe = key if source.is_tarball else (key if key.endswith("/") or not key else key + "/") + CARD_FILE
+        head: dict[str, Any] = {}
+        _s3_call(source, lambda: head.update(client.head_object(Bucket=bucket, Key=probe)))
+        pinned = head.get("VersionId") if source.is_tarball and head.get("VersionId") not in (None, "null") else None
+        source = ModelSource(source.uri, pinned, str(head.get("ETag", "")).strip('"') or None)
     if source.is_tarball:
 
         def download(target: Path) -> None:

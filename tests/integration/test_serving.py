@@ -83,6 +83,29 @@ def test_s3_tarball_pinned_by_version_id(s3: Any, tarball: Path, tiny_artifact: 
     assert predictor.predict(["I lost my card"])[0].top_k
 
 
+def test_unpinned_tarball_rewritten_in_place_is_fetched_again_not_served_from_cache(
+    s3: Any, tiny_artifact: Path, tmp_path: Path
+) -> None:
+    # Given an unversioned bucket whose key held model A (fetched, so cached), then is overwritten by model B
+    import shutil
+
+    s3.create_bucket(Bucket="plain")
+    second = tmp_path / "second"
+    shutil.copytree(tiny_artifact, second)
+    card = json.loads((second / "model_card.json").read_text())
+    card["created_at"] = "2031-01-01T00:00:00+00:00"  # not hashed into the payload: still a valid artifact
+    (second / "model_card.json").write_text(json.dumps(card))
+    key = "training/job/output/model.tar.gz"
+    s3.put_object(Bucket="plain", Key=key, Body=pack(tiny_artifact, tmp_path / "a.tar.gz").read_bytes())
+    first = fetch_artifact(f"s3://plain/{key}", cache_dir=tmp_path / "cache")
+    s3.put_object(Bucket="plain", Key=key, Body=pack(second, tmp_path / "b.tar.gz").read_bytes())
+    # When the same URI is fetched again (a new container, a restarted cnai serve)
+    again = fetch_artifact(f"s3://plain/{key}", cache_dir=tmp_path / "cache")
+    # Then the new object is served, not the cached copy of the old one
+    assert first.card.created_at != again.card.created_at
+    assert str(again.card.created_at).startswith("2031-01-01")
+
+
 def test_missing_s3_object_names_the_uri(s3: Any, tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match=rf"s3://{BUCKET}/nope/model.tar.gz: S3 refused the download \(404"):
         fetch_artifact(f"s3://{BUCKET}/nope/model.tar.gz", cache_dir=tmp_path)
