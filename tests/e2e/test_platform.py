@@ -45,5 +45,5 @@ def test_make_run_flow_ingests_trains_registers_and_serves_an_audited_prediction
     assert 0.0 < figures["accuracy"] <= 1.0
     assert figures["predictions_ok"] == 3  # answered, and audited under the registry version
     assert figures["model_detail"]["package_version"] == "1"
-    for line in ("> PrepareDataset", "> TrainAndDistill", "= execution SUCCEEDED", "serving"):
+    for line in ("> PrepareDataset", "> TrainAndDistill", "= execution SUCCEEDED", "served at http://127.0.0.1:"):
         assert line in result.stdout
