@@ -9,6 +9,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from infra.config import Settings, settings_from_context
 from infra.stacks.ingestion import IngestionStack
+from infra.stacks.monitoring import MonitoringStack
 from infra.stacks.serving import ServingStack
 from infra.stacks.training import TrainingStack
 
@@ -51,6 +52,22 @@ def build(app: cdk.App, settings: Settings | None = None) -> dict[str, cdk.Stack
         env=env,
         description="cnai training: the train workflow (dataset, SageMaker GPU training, quality gate, registry)",
     )
+    if settings.drift.enabled:
+        # Drift monitor: reads serving's audit trail and the lake's manifests, may start training (docs/drift.md).
+        serving, training = stacks["serving"], stacks["training"]
+        stacks["monitoring"] = MonitoringStack(
+            app,
+            f"{settings.prefix}-monitoring",
+            settings=settings,
+            audit_bucket=serving.audit.bucket,  # type: ignore[attr-defined]
+            audit_key=serving.key,  # type: ignore[attr-defined]
+            lake=ingestion.lake,  # type: ignore[attr-defined]
+            lake_key=ingestion.lake_key,  # type: ignore[attr-defined]
+            state_machine_arn=training.state_machine.state_machine_arn,  # type: ignore[attr-defined]
+            state_machine_owner=training.state_machine,  # type: ignore[attr-defined]
+            env=env,
+            description="cnai monitoring: scheduled drift monitor (audit trail vs dataset profile -> train)",
+        )
     cdk.Tags.of(app).add("project", settings.project)
     cdk.Tags.of(app).add("stage", settings.stage)
     # cdk-nag v3 is a policy-validation plugin: synthesis fails on any unacknowledged AwsSolutions error.

@@ -239,7 +239,7 @@ def run_monitor_once(
         sources=window_sources(config.audit_source, start, now),
         package_versions=dict(versions),
     )
-    common = {"run_id": run_id, "model": config.model, "time": window.end, "window": window,
+    common: dict[str, Any] = {"run_id": run_id, "model": config.model, "time": window.end, "window": window,
               "thresholds": config.thresholds, "min_predictions": config.min_predictions}  # fmt: skip
     baseline, info, problems = resolve_baseline(config, versions, clients)
     if baseline is None:

@@ -145,3 +145,21 @@ def test_a_cool_down_shorter_than_the_window_is_refused() -> None:
 def _actions(statement: dict[str, Any]) -> list[str]:
     value = statement["Action"]
     return value if isinstance(value, list) else [value]
+
+
+def test_the_app_wires_the_monitor_to_the_training_stacks_state_machine(
+    app_templates: dict[str, dict[str, assertions.Template]],
+) -> None:
+    # Given the whole app as app.py builds it
+    for config, stacks in app_templates.items():
+        template = stacks["monitoring"].to_json()
+        policies = [r["Properties"]["PolicyDocument"]["Statement"] for r in template["Resources"].values()
+                    if r["Type"] == "AWS::IAM::Policy"]  # fmt: skip
+        [start] = [s for statements in policies for s in statements if s.get("Sid") == "StartTraining"]
+        # Then StartExecution names the training stack's state machine, imported by its export
+        [resource] = start["Resource"] if isinstance(start["Resource"], list) else [start["Resource"]]
+        assert "Fn::ImportValue" in resource, (config, resource)
+        assert "training" in json.dumps(resource).lower()
+        exports = {o["Export"]["Name"] for o in stacks["training"].to_json().get("Outputs", {}).values()
+                   if "Export" in o}  # fmt: skip
+        assert resource["Fn::ImportValue"] in exports
