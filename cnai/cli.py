@@ -54,6 +54,7 @@ def _register_subpackages() -> None:
     # NAME` and `cnai dataset build`: cnai/ingest/cli.py; `cnai train`: cnai/pipeline/cli.py; `cnai models`:
     # cnai/registry/cli.py
     from cnai.data.cli import register as register_data
+    from cnai.deploy.cli import register as register_deploy
     from cnai.ingest.cli import register as register_ingestion
     from cnai.local.cli import register as register_local
     from cnai.monitoring.cli import register as register_monitoring
@@ -67,6 +68,7 @@ def _register_subpackages() -> None:
     register_data(app)
     register_training(app)
     register_registry(app)
+    register_deploy(app)  # `cnai models approve | reject | rollback | promote`: cnai/deploy/cli.py
     register_monitoring(app)  # `cnai monitor report | run`: cnai/monitoring/cli.py
 
 

@@ -8,6 +8,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from infra.config import Settings, settings_from_context
+from infra.stacks.deploy import DeployStack
 from infra.stacks.ingestion import IngestionStack
 from infra.stacks.monitoring import MonitoringStack
 from infra.stacks.serving import ServingStack
@@ -52,6 +53,24 @@ def build(app: cdk.App, settings: Settings | None = None) -> dict[str, cdk.Stack
         env=env,
         description="cnai training: the train workflow (dataset, SageMaker GPU training, quality gate, registry)",
     )
+    if settings.deploy.enabled:
+        # Approval -> deploy workflow -> a new predict version on the `live` alias (docs/deploy.md).
+        serving, training = stacks["serving"], stacks["training"]
+        stacks["deploy"] = DeployStack(
+            app,
+            f"{settings.prefix}-deploy",
+            settings=settings,
+            predict=serving.predict.function,  # type: ignore[attr-defined]
+            predict_role=serving.predict.role,  # type: ignore[attr-defined]
+            predict_key=serving.key,  # type: ignore[attr-defined]
+            predict_service=serving.predict.service,  # type: ignore[attr-defined]
+            alias=serving.alias.alias_name,  # type: ignore[attr-defined]
+            serving_topic=serving.monitoring.topic,  # type: ignore[attr-defined]
+            artifacts=training.artifacts,  # type: ignore[attr-defined]
+            artifacts_key=training.key,  # type: ignore[attr-defined]
+            env=env,
+            description="cnai deploy: approval rule, deploy workflow (canary on the predict alias, rollback)",
+        )
     if settings.drift.enabled:
         # Drift monitor: reads serving's audit trail and the lake's manifests, may start training (docs/drift.md).
         serving, training = stacks["serving"], stacks["training"]

@@ -70,6 +70,16 @@ class ChainLink(BaseModel):
     hash: str = ""
 
 
+class Action(BaseModel):
+    """An operator's action on the registry or the serving alias (`cnai models approve|reject|rollback|promote`):
+    what was done to which model version, and why. Predict records leave it out."""
+
+    verb: str
+    target: str
+    reason: str = ""
+    detail: dict[str, str] = Field(default_factory=dict)
+
+
 class AuditRecord(BaseModel):
     cnai_audit: Literal[True] = True  # the CloudWatch subscription filter matches { $.cnai_audit IS TRUE }
     schema_version: int = SCHEMA_VERSION
@@ -90,6 +100,7 @@ class AuditRecord(BaseModel):
     status: int
     error: str | None = None
     latency_ms: float
+    action: Action | None = None  # operator actions only (cnai.deploy.cli)
     chain: ChainLink | None = None
 
 
@@ -169,9 +180,18 @@ def record_from_event(
     )
 
 
+def _dump(record: AuditRecord) -> dict[str, Any]:
+    """The record as JSON data; `action` only when set, so records written before it existed (and predict
+    records) keep the bytes, and the chain hashes, they were written with."""
+    data = record.model_dump(mode="json")
+    if data.get("action") is None:
+        data.pop("action", None)
+    return data
+
+
 def canonical(record: AuditRecord) -> bytes:
     """The bytes the chain hash covers: the record as JSON, keys sorted, without chain.hash."""
-    data = record.model_dump(mode="json")
+    data = _dump(record)
     if data.get("chain"):
         data["chain"]["hash"] = ""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
@@ -303,7 +323,7 @@ class Auditor:
     def write(self, record: AuditRecord) -> str:
         """Chain the record and hand it to the sink; returns its chain hash. Raises AuditUnavailableError if
         the sink fails. (Built on one dict rather than model copies: this runs on every request.)"""
-        data = record.model_dump(mode="json")
+        data = _dump(record)
         with self._lock:  # chain order == write order, even from `cnai serve`'s threads
             link = {"id": self._chain_id, "seq": self._seq, "prev": self._prev, "hash": ""}
             data["chain"] = link

@@ -1,5 +1,6 @@
-"""`cnai models list | show | approve | reject`: the model registry from the command line (registered in
-cnai/cli.py). The group prefix is the deployment's (CNAI_MODEL_PACKAGE_GROUP_PREFIX, default `cnai`);
+"""`cnai models list | show`: the model registry from the command line (registered in cnai/cli.py);
+`approve | reject | rollback | promote` act and are audited, so they live in cnai/deploy/cli.py.
+The group prefix is the deployment's (CNAI_MODEL_PACKAGE_GROUP_PREFIX, default `cnai`);
 `AWS_ENDPOINT_URL` points boto3 at the local platform.
 """
 
@@ -15,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnai.errors import CnaiError
-from cnai.registry.packages import Approval, Registry
+from cnai.registry.packages import Registry
 
 console = Console()
 models_app = typer.Typer(no_args_is_help=True, help="Registered model versions: metrics, lineage, approval.")
@@ -92,36 +93,6 @@ def show(
     for key, value in v.lineage.items():
         table.add_row(key, value)
     console.print(table)
-
-
-def _set(name: str, version: int, approval: Approval, reason: str, prefix: str | None) -> None:
-    try:
-        v = _registry(prefix).set_approval(name, version, approval, reason)
-    except (CnaiError, ClientError) as exc:
-        _fail(exc)
-    console.print(f"{v.group} version {v.version}: {v.approval}", highlight=False)
-
-
-@models_app.command("approve")
-def approve(
-    name: Annotated[str, typer.Argument(help="model name")],
-    version: Annotated[int, typer.Argument(help="version to approve")],
-    reason: Annotated[str, typer.Option(help="approval description")] = "",
-    prefix: PrefixOption = None,
-) -> None:
-    """Approve a version (the deploy workflow listens for this)."""
-    _set(name, version, "Approved", reason, prefix)
-
-
-@models_app.command("reject")
-def reject(
-    name: Annotated[str, typer.Argument(help="model name")],
-    version: Annotated[int, typer.Argument(help="version to reject")],
-    reason: Annotated[str, typer.Option(help="why")] = "",
-    prefix: PrefixOption = None,
-) -> None:
-    """Reject a version."""
-    _set(name, version, "Rejected", reason, prefix)
 
 
 def register(app: typer.Typer) -> None:

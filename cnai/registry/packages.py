@@ -207,7 +207,11 @@ class Registry:
         return found[0] if found else None
 
     def set_approval(self, model: str, version: int, approval: Approval, reason: str = "") -> ModelVersion:
-        current = self.version(model, version)
+        return self.set_approval_of(self.version(model, version).arn, approval, reason)
+
+    def set_approval_of(self, arn: str, approval: Approval, reason: str = "") -> ModelVersion:
+        """By package ARN: one DescribeModelPackage, no listing (the deploy function may not list packages)."""
+        current = self.describe(arn)
         props = {**current.lineage, **{f"{METRIC_KEY}{k}": f"{v:.6f}" for k, v in current.metrics.items()}}
         kwargs: dict[str, Any] = {"ModelPackageArn": current.arn, "ModelApprovalStatus": approval}
         if reason:

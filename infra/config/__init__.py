@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from infra.config.groups import (
     ApiSettings,
     AuditSettings,
+    DeploySettings,
     DriftSettings,
     EndpointSettings,
     IngestionSettings,
@@ -32,6 +33,7 @@ __all__ = [
     "ApiSettings",
     "AuditSettings",
     "ContextError",
+    "DeploySettings",
     "DriftSettings",
     "EndpointSettings",
     "IngestionSettings",
@@ -60,6 +62,7 @@ class Settings(BaseModel):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
 
     @property
     def prefix(self) -> str:

@@ -246,3 +246,15 @@ class TrainingSettings(Group):
                 "for spot training"
             )
         return self
+
+
+class DeploySettings(Group):
+    """The deploy workflow (issue 10): how an approved package of the served model reaches the `live` alias."""
+
+    enabled: bool = Field(True, description="the approval rule and the deploy workflow")
+    canary_percent: int = Field(10, ge=1, le=99, description="share of the alias the new version gets first")
+    canary_minutes: int = Field(10, ge=0, le=1440, description="how long the canary serves before 100%")
+    check_interval_s: int = Field(60, ge=1, le=3600, description="how often its alarms are looked at")
+    p99_ms: int | None = Field(None, ge=100, le=29_000, description="canary p99 bar; None: monitoring.predict_p99_ms")
+    max_errors: int = Field(0, ge=0, description="errors per minute of the new version tolerated")
+    max_abstention_pct: float = Field(20.0, ge=0, le=100, description="abstention rate (alias) tolerated")

@@ -63,6 +63,7 @@ COLUMNS: Sequence[tuple[str, str]] = (
     ("status", "int"),
     ("error", "string"),
     ("latency_ms", "double"),
+    ("action", "struct<verb:string,target:string,reason:string,detail:map<string,string>>"),  # operator actions
     ("chain", "struct<id:string,seq:bigint,prev:string,hash:string>"),
 )
 

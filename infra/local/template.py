@@ -318,6 +318,7 @@ class LocalDeployment:
                 memory_mb=int(props.get("MemorySize", 128)),
             )
             self.functions[function.name] = function
+        self._create_lambda_api(session)
         for stack, lid, resource in self.resources("AWS::StepFunctions::StateMachine"):
             props = resource["Properties"]
             definition = self.resolve(stack, props.get("DefinitionString") or json.dumps(props.get("Definition")))
@@ -333,3 +334,48 @@ class LocalDeployment:
                 ],
             )
             self.state_machines[lid] = found.ref
+
+    def _create_lambda_api(self, session: Any) -> None:
+        """The functions, their versions and aliases in moto's Lambda too (a placeholder zip: the code runs in
+        process, see infra/local/functions.py), so the Lambda API the deploy workflow drives (configuration,
+        PublishVersion, aliases with routing) answers as in AWS. Their roles are created in moto's IAM first:
+        moto's CreateFunction refuses a role it does not know."""
+        import io
+        import zipfile
+
+        iam, lambda_ = session.client("iam"), session.client("lambda")
+        principal = {"Service": "lambda.amazonaws.com"}
+        statement = {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": principal}
+        trust = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+        roles = set()
+        for function in self.functions.values():
+            props = self.templates[function.stack]["Resources"][function.logical_id].get("Properties", {})
+            role = str(self.resolve(function.stack, props.get("Role") or ""))
+            if not role.startswith("arn:aws:iam::"):  # a hand-written test template may name none
+                role = f"arn:aws:iam::{ACCOUNT}:role/cnai-local-lambda"
+            if role not in roles:
+                roles.add(role)
+                iam.create_role(RoleName=role.rsplit("/", 1)[-1], AssumeRolePolicyDocument=trust)
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w") as archive:
+                archive.writestr("README", "runs in process: infra/local/functions.py")
+            lambda_.create_function(
+                FunctionName=function.name,
+                Runtime=str(props.get("Runtime", "python3.12")),
+                Role=role,
+                Handler=function.handler,
+                Code={"ZipFile": buffer.getvalue()},
+                Timeout=function.timeout_s,
+                MemorySize=function.memory_mb,
+                Environment={"Variables": function.environment},
+            )
+        for stack, lid, resource in self.resources("AWS::Lambda::Version"):
+            name = str(self.resolve(stack, resource["Properties"]["FunctionName"])).rsplit(":", 1)[-1]
+            version = str(lambda_.publish_version(FunctionName=name)["Version"])
+            arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}:{version}"
+            self._physical[(stack, lid)] = Physical(arn, {"Version": version, "Arn": arn})
+        for stack, _, resource in self.resources("AWS::Lambda::Alias"):
+            props = resource["Properties"]
+            name = str(self.resolve(stack, props["FunctionName"])).rsplit(":", 1)[-1]
+            version = str(self.resolve(stack, props["FunctionVersion"]))
+            lambda_.create_alias(FunctionName=name, Name=str(props["Name"]), FunctionVersion=version)

@@ -123,11 +123,22 @@ class ServingStack(cdk.Stack):
             role.add_to_principal_policy(
                 iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[self.endpoint.endpoint_arn])
             )
+        # CloudFormation publishes ONE version (Bootstrap: fixed logical id, properties that never change) and
+        # creates the alias on it once. From then on the deploy workflow alone publishes versions and moves the
+        # alias (infra/stacks/deploy.py, docs/deploy.md): a later `cdk deploy` finds no change to apply to
+        # either, so it cannot put back the bootstrap model or clear a canary. (CDK's `current_version` would
+        # publish a new version on every code or environment change and re-point the alias at it.)
+        bootstrap = lambda_.Version(
+            self,
+            "Bootstrap",
+            lambda_=self.predict.function,
+            description="published once by CloudFormation; later versions are the deploy workflow's",
+        )
         self.alias = lambda_.Alias(
             self,
             "Live",
             alias_name=ALIAS,
-            version=self.predict.function.current_version,
+            version=bootstrap,
             provisioned_concurrent_executions=s.serving.provisioned_concurrency or None,
         )
 

@@ -32,6 +32,9 @@ DEPLOY_TIME = {
     "reports_bucket": "cnai-dev-monitoring-driftreports1a2b3c",
     "cooldown_table": "cnai-dev-monitoring-DriftCoolDown-1A2B3C",
     "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:cnai-dev-train",
+    # the deploy stack's (imported from the serving stack)
+    "function_name": "cnai-dev-serving-PredictFunction1A2B3C",
+    "alarm_topic_arn": "arn:aws:sns:us-east-1:123456789012:cnai-dev-serving-MonitoringTopic1A2B3C",
 }
 
 

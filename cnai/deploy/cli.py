@@ -1,0 +1,191 @@
+"""`cnai models approve | reject | rollback | promote`: act on the registry and the predict alias, and write
+each action (who, what, when, why) to the audit trail. Registered on the `cnai models` group of
+cnai/registry/cli.py (the registry's read-only commands live there; these live here because they reach the
+alias and the audit trail, which sit beside or above the registry in the import layers).
+
+Who: the AWS principal (STS GetCallerIdentity), else the local user. Where the record goes: --audit, else
+$CNAI_AUDIT_SINK, else file:~/.cnai/audit/models.jsonl. A failed action is recorded too (status 500, error).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from botocore.exceptions import BotoCoreError, ClientError
+from rich.console import Console
+
+from cnai.audit.trail import Action, Auditor, AuditRecord, Caller, new_request_id, now_iso, sink_from_uri
+from cnai.deploy import canary
+from cnai.errors import CnaiError
+from cnai.registry.cli import PrefixOption, models_app
+
+console = Console()
+DEFAULT_SINK = "file:~/.cnai/audit/models.jsonl"
+AuditOption = Annotated[
+    str | None, typer.Option("--audit", help=f"audit sink (default: $CNAI_AUDIT_SINK or {DEFAULT_SINK})")
+]
+FunctionOption = Annotated[
+    str | None, typer.Option("--function", help="predict function name or ARN (default: $CNAI_PREDICT_FUNCTION)")
+]
+AliasOption = Annotated[str, typer.Option("--alias", help="the alias that serves")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="why (kept in the audit record and the registry)")]
+
+
+def who(sts: Any = None) -> Caller:
+    """The AWS principal acting, else the local user (no credentials, no endpoint)."""
+    try:
+        if sts is None:
+            import boto3
+
+            sts = boto3.client("sts")
+        identity = sts.get_caller_identity()
+        return Caller(kind="iam", id=str(identity["Arn"]), account_id=str(identity.get("Account", "")) or None)
+    except (BotoCoreError, ClientError, KeyError):
+        return Caller(kind="local", id=f"local:{getpass.getuser()}")
+
+
+def audited(
+    verb: str,
+    name: str,
+    reason: str,
+    audit: str | None,
+    act: Callable[[], dict[str, Any]],
+    caller: Caller | None = None,
+) -> dict[str, Any]:
+    """Run `act`, then write the action's audit record (done or failed); the action's error is re-raised after
+    its record is written. Raises AuditUnavailableError when the sink refuses the record."""
+    started = time.perf_counter()
+    result: dict[str, Any] = {}
+    error: Exception | None = None
+    try:
+        result = act()
+    except (CnaiError, ClientError, BotoCoreError) as exc:
+        error = exc
+    detail = {k: str(v) for k, v in result.items() if v is not None and not isinstance(v, dict | list)}
+    record = AuditRecord(
+        request_id=new_request_id(),
+        time=now_iso(),
+        caller=caller or who(),
+        method="CLI",
+        path=f"cnai models {verb} {name}",
+        model=name,
+        package_version=str(result["package_version"]) if result.get("package_version") is not None else None,
+        status=500 if error else 200,
+        error=str(error)[:1000] if error else None,
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        action=Action(verb=verb, target=name, reason=reason, detail=detail),
+    )
+    Auditor(sink_from_uri(audit or os.environ.get("CNAI_AUDIT_SINK") or DEFAULT_SINK)).write(record)
+    if error is not None:
+        raise error
+    return result
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/red] {exc}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _target(name: str, function: str | None, alias: str) -> canary.Target:
+    function = function or os.environ.get("CNAI_PREDICT_FUNCTION")
+    if not function:
+        raise CnaiError("--function: the predict function's name or ARN is required (or set CNAI_PREDICT_FUNCTION)")
+    return canary.Target(function=function, model=name, alias=alias)
+
+
+def _run(verb: str, name: str, reason: str, audit: str | None, act: Callable[[], dict[str, Any]]) -> None:
+    try:
+        result = audited(verb, name, reason, audit, act)
+    except (CnaiError, ClientError, BotoCoreError) as exc:
+        _fail(exc)
+    console.print(f"{verb} {name}: " + ", ".join(f"{k}={v}" for k, v in result.items() if v is not None),
+                  highlight=False)  # fmt: skip
+
+
+def _approval(name: str, version: int, approval: str, reason: str, prefix: str | None) -> dict[str, Any]:
+    from cnai.registry.packages import Registry
+
+    registry = Registry.from_env(prefix)
+    changed = registry.set_approval(name, version, approval, reason)  # type: ignore[arg-type]
+    return {"package_version": changed.version, "approval": changed.approval, "package": changed.arn}
+
+
+@models_app.command("approve")
+def approve(
+    name: Annotated[str, typer.Argument(help="model name")],
+    version: Annotated[int, typer.Argument(help="version to approve")],
+    reason: ReasonOption = "",
+    prefix: PrefixOption = None,
+    audit: AuditOption = None,
+) -> None:
+    """Approve a version: the approval rule starts the deploy workflow (canary, then 100% or rollback)."""
+    _run("approve", name, reason, audit, lambda: _approval(name, version, "Approved", reason, prefix))
+
+
+@models_app.command("reject")
+def reject(
+    name: Annotated[str, typer.Argument(help="model name")],
+    version: Annotated[int, typer.Argument(help="version to reject")],
+    reason: ReasonOption = "",
+    prefix: PrefixOption = None,
+    audit: AuditOption = None,
+) -> None:
+    """Reject a version (nothing is deployed; a serving version keeps serving until rolled back)."""
+    _run("reject", name, reason, audit, lambda: _approval(name, version, "Rejected", reason, prefix))
+
+
+@models_app.command("rollback")
+def rollback(
+    name: Annotated[str, typer.Argument(help="model name")],
+    to: Annotated[int, typer.Option("--to", help="registry version to serve again (released before)")],
+    reason: ReasonOption = "",
+    function: FunctionOption = None,
+    alias: AliasOption = "live",
+    prefix: PrefixOption = None,
+    audit: AuditOption = None,
+) -> None:
+    """All traffic of the alias back to the function version that served registry version --to."""
+
+    def act() -> dict[str, Any]:
+        target = _target(name, function, alias)
+        clients = canary.Clients.default(prefix)
+        before = canary.get_alias(clients, target)
+        version = canary.rollback_to(clients, target, to)
+        return {"package_version": to, "function_version": version,
+                "previous_function_version": (before or {}).get("FunctionVersion")}  # fmt: skip
+
+    _run("rollback", name, reason, audit, act)
+
+
+@models_app.command("promote")
+def promote(
+    name: Annotated[str, typer.Argument(help="model name")],
+    version: Annotated[
+        int | None, typer.Argument(help="registry version (default: the running canary, else the approved version)")
+    ] = None,
+    reason: ReasonOption = "",
+    function: FunctionOption = None,
+    alias: AliasOption = "live",
+    prefix: PrefixOption = None,
+    audit: AuditOption = None,
+) -> None:
+    """100% now: a running canary's version, or a version released without a canary (also how new code from a
+    `cdk deploy` reaches the alias with the approved model: docs/deploy.md)."""
+
+    def act() -> dict[str, Any]:
+        target = _target(name, function, alias)
+        clients = canary.Clients.default(prefix)
+        result = canary.promote_now(clients, target, version)
+        return {k: result.get(k) for k in ("action", "package_version", "version", "previous_version")}
+
+    _run("promote", name, reason, audit, act)
+
+
+def register(app: typer.Typer) -> None:
+    """The commands are on `cnai models` already (decorated above); importing this module is the registration."""
+    del app
