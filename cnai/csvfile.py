@@ -21,6 +21,7 @@ from cnai.errors import DataError
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _UNDECODABLE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of a byte that is not UTF-8
+_SUSPECT = re.compile("[\r\n\udc80-\udcff]")
 
 
 def undecodable(value: str) -> str | None:
@@ -66,6 +67,10 @@ def checked_csv(
         values: list[Any] = []
         for value in row.values():  # header order, then the extra fields of a long row
             values.extend(value if isinstance(value, list) else [value])
+        if not _SUSPECT.search("".join(v for v in values if isinstance(v, str))):  # the common case, one scan
+            last = end
+            yield end, row
+            continue
         breaks = [len(_LINE_BREAK.findall(v)) if isinstance(v, str) else 0 for v in values]
         start = end - sum(breaks)
         for i, value in enumerate(values):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,10 +129,6 @@ def count_rows(path: Path, fmt: str | None = None, *, multiline: bool = False) -
         return int(_parquet(path).metadata.num_rows)
     if fmt == "csv":
         with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
-            return _count(checked_csv(csv_reader(handle, str(path)), str(path), multiline=multiline))
+            return sum(1 for _ in checked_csv(csv_reader(handle, str(path)), str(path), multiline=multiline))
     with path.open("rb") as handle:
         return sum(1 for line in handle if line.strip())
-
-
-def _count(rows: Iterable[object]) -> int:
-    return sum(1 for _ in rows)

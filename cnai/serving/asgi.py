@@ -84,8 +84,11 @@ def proxy_event(
     query: str | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST proxy event (resource /{proxy+}), as Lambda receives it. `target` is the path (a
-    `?query` suffix is split off unless `query` is given); `body=None` leaves the body out (not read)."""
-    path, _, suffix = target.partition("?")
+    `?query` suffix is split off unless `query` is given); `body=None` leaves the body out (not read).
+
+    With `query` given, `target` is the decoded path as the server parsed it and is kept whole: a `?` in it
+    came from `%3F` inside a path segment (e.g. a model name) and must not cut the path short."""
+    path, _, suffix = target.partition("?") if query is None else (target, "", "")
     path = path or "/"
     multi_query = parse_qs(suffix if query is None else query, keep_blank_values=True)
     pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)

@@ -48,6 +48,15 @@ class PredictRequest(BaseModel):
             _check_unicode(item, f"item {i}")
         return value
 
+    @field_validator("top_k", mode="before")
+    @classmethod
+    def _integral(cls, value: Any) -> Any:
+        """JSON has one number type: 38.0 is the integer 38 (JSON Schema's `integer` says so too, and clients
+        that serialize every number as a float send it). Other floats, strings and booleans stay refused."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
     @property
     def texts(self) -> list[str]:
         return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)

@@ -3,7 +3,7 @@ that server itself serves at /v1/openapi.json. Zero failures: every answer is a 
 documented body and content type, schema-valid requests are accepted, invalid ones refused, no 5xx, 405 with
 `Allow` for other methods.
 
-Bounded: a fixed seed (CNAI_FUZZ_SEED overrides it) and CNAI_FUZZ_EXAMPLES examples per operation (default 30)
+Bounded: a fixed seed (CNAI_FUZZ_SEED overrides it) and CNAI_FUZZ_EXAMPLES examples per operation (default 300)
 keep it to about a minute on a small machine; the JUnit report goes to the test's temporary folder.
 """
 
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 SEED = os.environ.get("CNAI_FUZZ_SEED", "20261201")
-EXAMPLES = os.environ.get("CNAI_FUZZ_EXAMPLES", "30")
+EXAMPLES = os.environ.get("CNAI_FUZZ_EXAMPLES", "300")
 
 pytestmark = pytest.mark.skipif(not SCHEMATHESIS.exists(), reason="schemathesis is not installed (dev extra)")
 

@@ -114,7 +114,7 @@ def curated_object(tmp_path: Path, data: bytes) -> LocalStore:
     [
         (b"not gzip at all", None, "not a valid gzip file"),
         (jsonl_gz([row(1, "2026-02-01")])[:-9], None, "not a valid gzip file"),  # cut off before its trailer
-        (gzip.compress(b'{"id": "a"}\n{oops\n'), 2, "not valid JSON"),
+        (gzip.compress(json.dumps(row(1, "2026-02-01")).encode() + b"\n{oops\n"), 2, "not valid JSON"),
         (gzip.compress(b"[" * 100_000 + b"\n"), 1, "nested too deeply"),
         (gzip.compress(b'{"id": "a", "text": "t", "label": "x", "tenant": "t", "timestamp": "2026-02-01"}\n[1]\n'), 2,
          "expected a JSON object, got list"),
@@ -187,7 +187,7 @@ def test_cli_dataset_build_errors_are_one_line(tmp_path: Path, s3: Any) -> None:
     code, output = cli_build("--lake", str(tmp_path / "a"))
     assert code == 2 and squash("error: curated/dt=2026-02-01/zz-bad.jsonl.gz: not a valid gzip file") in output
     (tmp_path / "b").mkdir()
-    curated_object(tmp_path / "b", gzip.compress(b'{"id": "a"}\n{oops\n'))
+    curated_object(tmp_path / "b", gzip.compress(json.dumps(row(1, "2026-02-01")).encode() + b"\n{oops\n"))
     code, output = cli_build("--lake", str(tmp_path / "b"))
     assert code == 2 and squash("error: curated/dt=2026-02-01/zz-bad.jsonl.gz:2: not valid JSON") in output
     assert "Traceback" not in output

@@ -38,9 +38,10 @@ def rows_of(path: Path, **mapping: object) -> list[tuple[str, object]]:
     return list(read_rows(path, Mapping(**mapping)))  # type: ignore[arg-type]
 
 
-def cli(*args: str) -> tuple[int, str]:
+def cli(*args: str) -> tuple[int, str, str]:
+    """Exit code, everything printed (stderr included) and stdout alone."""
     result = CliRunner().invoke(app, ["ingest", *args])
-    return result.exit_code, result.output
+    return result.exit_code, result.output, result.stdout
 
 
 def squash(text: str) -> str:
@@ -147,10 +148,14 @@ def test_csv_property_a_stray_quote_is_reported_at_its_line(rows: list[tuple[str
         k = data.draw(st.integers(0, len(rows) - 1), label="row")
         broken = [*lines[: k + 1], '"' + lines[k + 1], *lines[k + 2 :]]
         path = write(Path(folder), "broken.csv", "\n".join(broken))
-        # Then reading stops with a DataError at that row's line: never a merged record, never a traceback
-        with pytest.raises(DataError) as info:
-            rows_of(path)
-        assert info.value.line == k + 2, info.value
+        # Then reading stops with a DataError at that row's line, or (when the quote happens to close on the same
+        # line, e.g. before a `"""` of a later field) reads every row at its own line: never a merged record
+        try:
+            again = rows_of(path)
+        except DataError as exc:
+            assert exc.line == k + 2, exc
+        else:
+            assert [origin for origin, _ in again] == [f"broken.csv:{i + 2}" for i in range(len(rows))]
 
 
 # ---- JSON Lines: bad lines are rejected rows, named by line ----
@@ -224,7 +229,7 @@ def test_cli_broken_csv_is_one_line_exit_2_and_sends_nothing(
     # Given a CSV file broken on line 3
     path = write(tmp_path, "big.csv", content)
     # When `cnai ingest` is asked to send it
-    code, output = cli(str(path), "--stream", stream)
+    code, output, _ = cli(str(path), "--stream", stream)
     # Then it exits 2 with one line naming the file and line, no traceback, and sent nothing
     assert code == 2, output
     assert squash(where) in squash(output) and "Traceback" not in output
@@ -241,13 +246,13 @@ def test_cli_deep_jsonl_and_infinity_are_rejected_rows_not_tracebacks(tmp_path: 
     good = json.dumps({"text": "I lost my card", "label": "card_lost"})
     path = write(tmp_path, "records.jsonl", "\n".join([good, "[" * 100_000, '{"text": "x", "metadata": {"v": 1e999}}']))
     # When sent with --strict
-    code, output = cli(str(path), "--stream", stream, "--json", "--strict")
+    code, output, stdout = cli(str(path), "--stream", stream, "--json", "--strict")
     # Then the good record is sent, the two others are rejected by line and reason, and the exit status says so
     assert code == 3, output
-    summary = json.loads(output[output.index("{") :])
+    summary = json.loads(stdout)
     assert summary["sent"] == 1
     assert {r["first"]: r["reason"][:40] for r in summary["rejected_reasons"]} == {
         "records.jsonl:2": "line: JSON nested too deeply",
         "records.jsonl:3": "metadata: v is not a finite number (JSON",
     }
-    assert "Infinity" not in output.split("{", 1)[0]
+    assert "Traceback" not in output

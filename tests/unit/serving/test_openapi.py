@@ -117,3 +117,25 @@ def test_each_answer_is_documented_and_matches_its_schema(
     assert str(status) in operation["responses"]
     errors = [e.message for e in validator(document, operation, status).iter_errors(answer)]
     assert errors == []
+
+
+# ---- what the contract fuzz test (tests/integration/test_contract_fuzz.py) found, fixed ----
+
+
+def test_an_integral_float_top_k_is_the_integer_json_schema_says_it_is(api: PredictApi) -> None:
+    # Given `top_k: 38.0`, valid for the document's `"type": "integer"` (JSON has one number type)
+    # When predicted / Then it is accepted as 38; 2.5, "3" and true stay refused
+    status, body = call(api, "POST", PREDICT, {"inputs": "I lost my card", "top_k": 38.0})
+    assert status == 200 and len(body["predictions"][0]["top_k"]) == 3  # the toy model has 3 labels
+    for bad in (2.5, "3", True):
+        assert call(api, "POST", PREDICT, {"inputs": "x", "top_k": bad})[0] == 400
+
+
+def test_a_question_mark_decoded_from_a_model_name_does_not_cut_the_path(api: PredictApi) -> None:
+    # Given `cnai serve` decoded `/v1/models/%3Fx/predict` into a path holding `?` (its query is separate)
+    for method, path in (("POST", "/v1/models/?x/predict"), ("GET", "/v1/models/?x")):
+        body = json.dumps({"inputs": "x"}).encode() if method == "POST" else None
+        event = proxy_event(method, path, {"Content-Type": "application/json"}, body, "127.0.0.1", "t", query="")
+        # When routed / Then the whole path is the route: an unknown model (404), not /v1/models (200 or 405)
+        response = api.handle(event, LocalContext())
+        assert event["path"] == path and response["statusCode"] == 404, response
