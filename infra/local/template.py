@@ -7,8 +7,11 @@ log groups, the model package groups, the state machines) plus each Lambda funct
 environment. This module gives every resource a physical name, resolves the intrinsic functions CDK emits
 (Ref, Fn::GetAtt, Fn::Join, Fn::Sub, Fn::Select, Fn::Split, Fn::ImportValue, Fn::If on known conditions,
 pseudo parameters) exactly once, and creates those resources through boto3 — which reaches moto through
-AWS_ENDPOINT_URL like any other client. Everything else (IAM, alarms, API Gateway, Firehose) is named so that
-references resolve, and left out: the local platform has no IAM to enforce and no CloudWatch to alarm.
+AWS_ENDPOINT_URL like any other client. The Lambda functions also exist in moto's Lambda (placeholder code,
+the template's handler and environment, a role of the same name in moto's IAM), with the templates' versions
+and aliases, because the deploy workflow drives the Lambda API (docs/deploy.md). Everything else (IAM policies,
+alarms, API Gateway, Firehose) is named so that references resolve, and left out: the local platform has no
+IAM to enforce and no CloudWatch to alarm.
 """
 
 from __future__ import annotations
