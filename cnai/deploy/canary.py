@@ -256,7 +256,9 @@ def release(
         alias_name = ModelSource.model_fields[name].alias or ""
         if alias_name not in pinned:
             env.pop(alias_name, None)
-    clients.lambda_.update_function_configuration(FunctionName=target.function, Environment={"Variables": env})
+    # The environment's CMK is named again: the configuration update must not fall back to Lambda's own key.
+    key = {"KMSKeyArn": latest["KMSKeyArn"]} if latest.get("KMSKeyArn") else {}
+    clients.lambda_.update_function_configuration(FunctionName=target.function, Environment={"Variables": env}, **key)
     wait_updated(clients, target.function)
     published = clients.lambda_.publish_version(
         FunctionName=target.function, Description=f"{version.group} version {version.version}"[:256]
