@@ -149,7 +149,7 @@ def resolve_baseline(
         info.expected_confidence = version.metrics.get("accuracy")
         manifest_uri = manifest_uri or version.lineage.get("dataset_manifest_uri") or None
     if not manifest_uri:
-        what = f"version {served}" if served else "an approved version"
+        what = f"version {served}" if served else "approved version"
         return None, info, [f"no dataset manifest to compare with: the registry has no {what} of "
                             f"{config.model} with a dataset_manifest_uri in its lineage"]  # fmt: skip
     info.manifest_uri = manifest_uri

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cnai.data.snapshot import Store, store_for
+from cnai.data.snapshot import LocalStore, Store, store_for
 from cnai.errors import CnaiError
 from cnai.monitoring.drift import Decision, Score, Thresholds
 
@@ -126,7 +127,7 @@ class ReportStore:
         if uri.startswith("s3://"):
             bucket, _, prefix = uri.removeprefix("s3://").partition("/")
             return cls(store_for(f"s3://{bucket}", s3), prefix or "drift")
-        return cls(store_for(uri), "drift")
+        return cls(LocalStore(Path(uri.removeprefix("file:")).expanduser()), "drift")
 
     def key(self, model: str, run_id: str) -> str:
         return "/".join(p for p in (self.prefix, model, f"{run_id}.json") if p)
