@@ -18,8 +18,8 @@ from cnai.serving.backends import Backend, LocalBackend
 from cnai.serving.schema import ModelSummary, PredictRequest, PredictResponse
 from cnai.text import normalize_text
 
-# Occlusion costs one forward pass per word (a 16-text request of 2,000 characters each took ~25x a plain one):
-# with these bounds one request explains at most 4 x (64 + 1) texts, about 4x a full plain request of 64.
+# Occlusion costs one forward pass per word (16 texts of 2,000 characters took 134x the plain request): with these
+# bounds one request runs at most 4 x (64 + 1) texts, about 2x a full plain request of 64 (docs/serving.md).
 MAX_EXPLAIN_INPUTS = 4
 MAX_EXPLAIN_WORDS = 64
 
