@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -49,6 +49,31 @@ class DatasetSpec(BaseModel):
     # Share of test rows whose text also occurs in train (different ids, same text): above this the test
     # score measures memory, not generalization.
     max_overlap: float = Field(0.01, ge=0.0, le=1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _relative_range(cls, data: Any) -> Any:
+        """{"last_days": N, "until": <instant>} (what the scheduled run sends: EventBridge Scheduler fills
+        `until` with the scheduled time) becomes the inclusive UTC range of the N days ending on `until`'s date
+        (today when absent)."""
+        if not isinstance(data, dict) or "last_days" not in data:
+            return data
+        data = dict(data)
+        days, until = data.pop("last_days"), data.pop("until", None)
+        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 3660:
+            raise ValueError(f"last_days: {days!r} is not a whole number of days from 1 to 3660")
+        try:
+            end = (
+                datetime.fromisoformat(str(until).replace("Z", "+00:00")).astimezone(UTC).date()
+                if until not in (None, "")
+                else datetime.now(UTC).date()
+            )
+        except ValueError:
+            raise ValueError(f"until: {str(until)[:40]!r} is not an ISO 8601 date or time") from None
+        if "from" in data or "to" in data:
+            raise ValueError("give last_days (with until) or from/to, not both")
+        data["from"], data["to"] = (end - timedelta(days=days - 1)).isoformat(), end.isoformat()
+        return data
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetSpec:

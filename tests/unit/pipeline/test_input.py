@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from cnai.pipeline.input import JOB_NAME, RunInputError, job_name, parse_run
@@ -84,3 +86,30 @@ def test_a_given_job_name_must_be_under_the_prefix() -> None:
         run.with_job_name("cnai")
     with pytest.raises(RunInputError, match="job name prefix"):
         job_name("bad prefix!", "m")
+
+
+def test_scheduled_run_dataset_is_the_last_days_before_the_scheduled_time() -> None:
+    # Given what the training schedule sends (EventBridge Scheduler fills in the scheduled time)
+    from cnai.pipeline.input import DatasetSpec
+
+    spec = DatasetSpec.model_validate({"last_days": 30, "until": "2026-12-01T03:00:00Z"})
+    # Then it is the 30 days ending on that date, inclusive
+    assert (spec.from_, spec.to) == (date(2026, 11, 2), date(2026, 12, 1))
+
+
+@pytest.mark.parametrize(
+    ("dataset", "message"),
+    [
+        ({"last_days": 0}, "last_days"),
+        ({"last_days": "30"}, "last_days"),
+        ({"last_days": 3, "until": "soon"}, "until"),
+        ({"last_days": 3, "from": "2026-01-01"}, "not both"),
+    ],
+)
+def test_bad_relative_ranges_name_the_field(dataset: dict, message: str) -> None:
+    from pydantic import ValidationError
+
+    from cnai.pipeline.input import DatasetSpec
+
+    with pytest.raises(ValidationError, match=message):
+        DatasetSpec.model_validate(dataset)
