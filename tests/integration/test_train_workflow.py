@@ -6,11 +6,12 @@ Retry's first wait shortened to 1 s through `cnai:training.capacity_retry_s`), i
 CDK wrote is executed by moto's interpreter with cnai.local.stepfunctions. A small labelled BANKING77 slice is in
 the lake's curated/ prefix in the ingest consumer's format, so PrepareDataset really freezes a snapshot.
 
-What trains: the orchestration scenarios (success, rejection, capacity retry) run a STAND-IN entry point in place
-of models/train.py (tests/integration/workflow_env.py STANDIN): it copies a real artifact models/train.py
-trained with the tiny recipe (the session's `tiny_artifact`) and prints its metrics as train.py does, so the
-gate, the registry and the notification read a real model card in seconds. The failing job and the spot
-interruption run the real models/train.py, unchanged, from this checkout.
+What trains: success and the capacity retry run a STAND-IN entry point in place of models/train.py
+(tests/integration/workflow_env.py STANDIN): it copies a real artifact models/train.py trained with the tiny
+recipe (the session's `tiny_artifact`) and prints its metrics as train.py does, so the gate, the registry and
+the notification read a real model card in seconds. The rejection (a starved recipe: a genuinely weak model),
+the failing job (a recipe override train.py refuses) and the spot interruption (slow) run the real
+models/train.py, unchanged, from this checkout.
 """
 
 from __future__ import annotations
@@ -163,22 +164,31 @@ def test_success_with_auto_approve_registers_an_approved_version_with_lineage_an
     assert cost in body and "USD" in body
 
 
-def test_a_model_below_the_thresholds_is_rejected_naming_metric_value_and_bar(
-    workflow: Workflow, card: ModelCard
-) -> None:
-    # Given an accuracy bar above what the trained model reaches
-    metrics = served_metrics(card)
-    assert metrics["accuracy"] <= 0.95, "the tiny artifact leaves no room for a bar above it"
-    bar = round(metrics["accuracy"] + 0.05, 4)
+def test_a_model_below_the_thresholds_is_rejected_naming_metric_value_and_bar(workflow: Workflow) -> None:
+    # Given the real models/train.py on a starved recipe (2 rows per intent, one epoch each: a weak model; the
+    # tiny artifact of the other scenarios is perfect on its 6 intents, no bar could be above it; the int8
+    # parity bar lowered so the job itself passes), and an accuracy bar such a model cannot reach
+    workflow.runner.source_dir = ROOT
+    starved = {"train_limit": "12", "teacher_epochs": "1", "student_epochs": "1", "min_int8_agreement": "0.5"}
+    bar = 0.99
     before = len(workflow.versions())
 
     # When
-    done = workflow.run("rejected", console_input(auto_approve=True, thresholds={"accuracy": bar, "macro_f1": 0.0}))
+    done = workflow.run(
+        "rejected",
+        console_input(hyperparameters=starved, auto_approve=True, thresholds={"accuracy": bar, "macro_f1": 0.0}),
+        timeout_s=300,
+    )
 
-    # Then the gate said no: NotifyRejected, then the Rejected Fail state with the gate's cause
+    # Then the gate said no: NotifyRejected, then the Rejected Fail state with the gate's cause naming the
+    # metric, the value the job's model card records and the bar
     assert done.path == ["PrepareDataset", "TrainAndDistill", "QualityGate", "Passed?", "NotifyRejected", "Rejected"]
     assert done.status == "FAILED" and done.error == "QualityGateFailed"
-    assert done.cause == f"accuracy {metrics['accuracy']:.4f} below {bar:.4f} (threshold)"
+    quality = done.input_of("NotifyRejected")["quality"]
+    card = tar_member(workflow, done.input_of("QualityGate")["training"]["model_data"], "model_card.json")
+    accuracy = card["metrics"]["test"]["student_int8"]["accuracy"]
+    assert quality["passed"] is False and quality["metrics"]["accuracy"] == accuracy < bar
+    assert done.cause == f"accuracy {accuracy:.4f} below {bar:.4f} (threshold)"
     # And nothing was registered
     assert len(workflow.versions()) == before
     # And the notification says why
@@ -248,11 +258,12 @@ def test_a_spot_interruption_resumes_from_its_checkpoint_to_the_same_metrics(wor
     The interruption is the runner's: once train.py has written a checkpoint, SIGTERM to its process group (train.py
     finishes its checkpoint and exits 143), the checkpoints synced to S3, the local ones wiped (a new instance),
     synced back, and train.py started again within the same job."""
-    # Given the real entry point, spot training, and bars the tiny recipe passes; the int8 parity bar is lowered
-    # from 0.99 to 0.95 as the local platform does for its short recipes (a few test rows decide it here)
+    # Given the real entry point, spot training, and bars the tiny recipe passes whatever version is approved
+    # (tolerance 1: the success scenario may have approved a perfect stand-in artifact); the int8 parity bar is
+    # lowered from 0.99 to 0.95 as the local platform does for its short recipes (a few test rows decide it)
     workflow.runner.source_dir = ROOT
     given = console_input(spot=True, hyperparameters={"min_int8_agreement": "0.95"},
-                          thresholds={"accuracy": 0.0, "macro_f1": 0.0})  # fmt: skip
+                          thresholds={"accuracy": 0.0, "macro_f1": 0.0, "tolerance": 1.0})  # fmt: skip
     reference = workflow.run("spot-reference", given, timeout_s=600)
     assert reference.status == "SUCCEEDED", (reference.error, reference.cause, workflow.lines[-20:])
 
