@@ -382,7 +382,8 @@ def test_train_start_and_status_on_a_state_machine_found_by_name(aws: Aws) -> No
     assert logs.exit_code == 0 and "> PrepareDataset" in logs.output and "= execution SUCCEEDED" in logs.output
 
 
-def test_models_list_and_show(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_models_list_and_show(aws: Aws, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from cnai.cli import app
     from cnai.registry.cli import models_app
 
     registry = Registry(aws.sm, PREFIX)
@@ -396,7 +397,9 @@ def test_models_list_and_show(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None
     assert json.loads(listed.output)["banking77"][0]["approval"] == "PendingManualApproval"
     shown = runner.invoke(models_app, ["show", "banking77", "1", "--json"])
     assert json.loads(shown.output)["metrics"] == {"accuracy": 0.91, "macro_f1": 0.9}
-    approved = runner.invoke(models_app, ["approve", "banking77", "1", "--reason", "reviewed"])
+    # approve is the deploy subpackage's command (it audits the action): reached through the whole CLI
+    audit = f"file:{tmp_path / 'models.jsonl'}"
+    approved = runner.invoke(app, ["models", "approve", "banking77", "1", "--reason", "reviewed", "--audit", audit])
     assert approved.exit_code == 0 and "Approved" in approved.output
     # the tables a person reads render too
     table = runner.invoke(models_app, ["list"])
