@@ -383,10 +383,18 @@ class _Job:
             mark = (stat.st_size, stat.st_mtime_ns)
             if seen is not None and seen.get(path) == mark:
                 continue
+            # Upload a copy: the trainer may still be writing the file (a .tmp before its rename), and a file that
+            # grows or shrinks during a multipart upload fails it (EntityTooSmall). A partial copy is replaced on
+            # the next pass (its size/mtime mark differs); the final state is synced after the process exits.
+            staged = self.root / "checkpoint-upload.tmp"
             try:
-                self.s3.upload_file(str(path), bucket, prefix + path.relative_to(local).as_posix())
-            except FileNotFoundError:  # renamed away between listing and upload (tmp file -> checkpoint)
+                shutil.copyfile(path, staged)
+            except FileNotFoundError:  # renamed away between listing and copy (tmp file -> checkpoint)
                 continue
+            try:
+                self.s3.upload_file(str(staged), bucket, prefix + path.relative_to(local).as_posix())
+            finally:
+                staged.unlink(missing_ok=True)
             if seen is not None:
                 seen[path] = mark
 

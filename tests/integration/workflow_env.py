@@ -177,7 +177,11 @@ class Workflow:
 
     def run(self, name: str, given: dict[str, Any], timeout_s: float = 120) -> Execution:
         """Start an execution and wait until it ends (a RUNNING one after the timeout fails the test)."""
-        arn = self.start(name, given)
+        return self.wait(self.start(name, given), timeout_s)
+
+    def wait(self, arn: str, timeout_s: float = 120) -> Execution:
+        """The execution once it has ended; one still RUNNING after the timeout fails the test."""
+        name = arn.rsplit(":", 1)[-1]
         deadline = time.monotonic() + timeout_s
         while True:
             described = self.sfn.describe_execution(executionArn=arn)
