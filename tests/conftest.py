@@ -72,3 +72,15 @@ def tiny_run(banking_slice: dict[str, Path], tmp_path_factory: pytest.TempPathFa
 @pytest.fixture(scope="session")
 def tiny_artifact(tiny_run: Path) -> Path:
     return tiny_run / "model"
+
+
+@pytest.fixture
+def fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's recommended dummy credentials; no endpoint override, so a mock_aws block is what answers."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)

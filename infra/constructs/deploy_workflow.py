@@ -30,6 +30,7 @@ from constructs import Construct
 
 from infra.constructs.nag import acknowledge
 from infra.constructs.nag_findings import finding
+from infra.constructs.state_machine import logged_state_machine
 from infra.constructs.training_workflow import LAMBDA_RETRY
 
 
@@ -129,26 +130,15 @@ class DeployWorkflow(Construct):
         )
         definition = release.next(canary)
 
-        self.log_group = logs.LogGroup(
+        self.state_machine, self.log_group = logged_state_machine(
             self,
-            "Logs",
-            log_group_name=f"/aws/vendedlogs/states/{state_machine_name}",
-            encryption_key=key,
-            retention=log_retention,
-            removal_policy=removal_policy,
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=state_machine_name,
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            query_language=sfn.QueryLanguage.JSON_PATH,
+            name=state_machine_name,
+            definition=definition,
             comment="cnai deploy: approved package -> new function version -> canary on the alias -> 100% or rollback",
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            tracing_enabled=True,
-            timeout=cdk.Duration.days(1),
+            key=key,
+            log_retention=log_retention,
             removal_policy=removal_policy,
+            timeout=cdk.Duration.days(1),
         )
         self.rule = events.Rule(
             self,

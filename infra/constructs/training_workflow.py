@@ -39,6 +39,7 @@ from constructs import Construct
 
 from infra.constructs.nag import acknowledge
 from infra.constructs.nag_findings import allow, finding
+from infra.constructs.state_machine import logged_state_machine
 
 FUNCTIONS = ("prepare_dataset", "quality_gate", "register_model", "notify")
 CHECKPOINTS = "checkpoints"
@@ -269,26 +270,15 @@ class TrainingWorkflow(Construct):
         definition = prepare.next(train).next(quality).next(gate)
 
         # ---- the state machine
-        self.log_group = logs.LogGroup(
+        self.state_machine, self.log_group = logged_state_machine(
             self,
-            "Logs",
-            log_group_name=f"/aws/vendedlogs/states/{state_machine_name}",
-            encryption_key=key,
-            retention=log_retention,
-            removal_policy=removal_policy,
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=state_machine_name,
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
-            query_language=sfn.QueryLanguage.JSON_PATH,
+            name=state_machine_name,
+            definition=definition,
             comment="cnai train: dataset snapshot, GPU training + distillation, quality gate, registry, notify",
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            tracing_enabled=True,
-            timeout=cdk.Duration.days(7),
+            key=key,
+            log_retention=log_retention,
             removal_policy=removal_policy,
+            timeout=cdk.Duration.days(7),
         )
         self._grant_training(functions)
 

