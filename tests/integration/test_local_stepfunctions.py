@@ -528,53 +528,5 @@ def test_the_same_definition_runs_through_a_moto_server(aws_env: None, source_di
         server.stop()
 
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.mark.slow
-def test_models_train_runs_unchanged_and_resumes_after_a_spot_interruption_to_the_same_metrics(
-    aws_env: None, banking_slice: dict[str, Path], tmp_path: Path
-) -> None:
-    # Given the repository as the source dir and models/train.py as the entry point, the tiny recipe as an
-    # extra argument (a "profile" hyperparameter reaches train.py twice, in SM_HPS and as --profile, which
-    # models/config.py refuses today; SageMaker's toolkit does the same)
-    handlers = Handlers(program="models/train.py", defaults={}, bar=0.0)
-    lines: list[str] = []
-    runner = LocalTrainingRunner(
-        source_dir=ROOT,
-        work_dir=tmp_path / "jobs",
-        args=["--profile", "tiny"],
-        checkpoint_sync_s=1.0,
-        stop_grace_s=120,
-        progress=lambda job, line: lines.append(f"{job}: {line}"),
-    )
-    with (
-        mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
-        LocalStepFunctions(handlers.table(), runner),
-    ):
-        s3 = boto3.client("s3", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        for split in ("train", "test"):
-            s3.upload_file(str(banking_slice[split]), BUCKET, f"datasets/v1/{split}/{split}.csv")
-        sfn = boto3.client("stepfunctions", region_name=REGION)
-        machine = sfn.create_state_machine(
-            name="train", definition=json.dumps(DEFINITION), roleArn=f"arn:aws:iam::{ACCOUNT}:role/sfn"
-        )["stateMachineArn"]
-
-        # When it runs once through, then once interrupted after its first checkpoint
-        reference = run(sfn, machine, {"spot": True}, "tiny-ref", timeout_s=600)
-        runner.faults.spot_interruptions = 1
-        resumed = run(sfn, machine, {"spot": True}, "tiny-spot", timeout_s=600)
-
-        # Then both succeeded, the second after SIGTERM (exit 143) and a restart from the synced checkpoints
-        assert reference["status"] == "SUCCEEDED", (reference, lines[-20:])
-        assert resumed["status"] == "SUCCEEDED", (resumed, lines[-20:])
-        log = (runner.work_dir / "cnai-tiny-spot" / "training.log").read_text()
-        assert "exited with 143" in log and "restored" in log
-        cards = [
-            model_of(s3, json.loads(done["output"])["training"]["model_data"], "model_card.json")
-            for done in (reference, resumed)
-        ]
-        figures = [card["metrics"]["test"]["student_int8"] for card in cards]
-        assert [f["accuracy"] for f in figures] == [figures[0]["accuracy"]] * 2
-        assert [f["macro_f1"] for f in figures] == [figures[0]["macro_f1"]] * 2
+# models/train.py itself interrupted and resumed through the extension: tests/integration/test_train_workflow.py
+# (the synthesized definition, scenario 5), so CI runs the real trainer's spot resume once, not twice.
