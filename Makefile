@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= training,aws,infra,dev
 DATA ?= ../shared/datasets/banking77
 LOCAL := .local
-PYTEST_ARGS ?=
+# Two workers, one test file per worker (module fixtures such as a synthesized app are built once per file).
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: lock help setup run train-quick bench-pipeline test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-ingest bench-serve clean
 
