@@ -404,12 +404,15 @@ class PredictApi:
         """Write the call's one audit record; on a sink failure replace the answer with a 503 (fail closed)."""
         status = int(response.get("statusCode", 500))
         latency_ms = (time.perf_counter() - call.started) * 1000
-        record = self.call_record(call, status, latency_ms)
-        metric("Latency", MetricUnit.Milliseconds, latency_ms)
         try:
+            record = self.call_record(call, status, latency_ms)
+            metric("Latency", MetricUnit.Milliseconds, latency_ms)
             self.auditor.write(record)
-        except AuditUnavailableError as exc:
-            logger.error("audit sink failed: the call is refused (fail closed)", extra={"problem": str(exc)})
+        except Exception as exc:  # a record not written is a call not served, whatever the cause
+            if isinstance(exc, AuditUnavailableError):
+                logger.error("audit sink failed: the call is refused (fail closed)", extra={"problem": str(exc)})
+            else:
+                logger.exception("audit record not built: the call is refused (fail closed)")
             metric("AuditFailures", MetricUnit.Count, 1)
             return error_response(
                 HTTPStatus.SERVICE_UNAVAILABLE,

@@ -236,6 +236,22 @@ def test_failing_audit_sink_withholds_the_prediction(api: Any, monkeypatch: pyte
     assert logged["audit_sink_error"] == "ConnectionError: S3 unreachable"
 
 
+def test_an_audit_record_that_cannot_be_built_withholds_the_prediction(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a record that fails to build (not the sink: anything else on the way to it)
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("secret at /opt/internal/path.py line 42")
+
+    monkeypatch.setattr(api.API, "call_record", explode)
+    # When a prediction is asked for, the handler does not raise: it fails closed, without internals
+    response = api.handler(copy.deepcopy(EVENT), LocalContext())
+    assert response["statusCode"] == 503
+    body = json.loads(response["body"])
+    assert body["error"]["code"] == "audit_unavailable" and "predictions" not in body
+    assert "secret" not in response["body"]
+
+
 def test_opted_in_text_is_redacted_in_the_record(api: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     monkeypatch.setattr(api.API, "auditor", Auditor(FileSink(path), store_text=True))
