@@ -116,9 +116,9 @@ def serve(
 
 def _registered(model: str, version: int | None, prefix: str | None) -> tuple[str, str]:
     """(model.tar.gz URI, registry version) of the approved version of `model`, or of `version` when given."""
-    from cnai.registry.cli import _registry
+    from cnai.registry.packages import Registry
 
-    registry = _registry(prefix)
+    registry = Registry.from_env(prefix)
     found = registry.version(model, version) if version is not None else registry.approved(model)
     if found is None:
         raise CnaiError(f"{registry.group(model)}: no Approved version to serve (approve one, or pass --version)")

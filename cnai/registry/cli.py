@@ -30,10 +30,6 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _registry(prefix: str | None) -> Registry:
-    return Registry.from_env(prefix)
-
-
 def _as_json(version: Any) -> str:
     return json.dumps(asdict(version), indent=2, default=str)
 
@@ -45,7 +41,7 @@ def list_models(
 ) -> None:
     """Every model (group under the prefix) and its versions, newest first."""
     try:
-        registry = _registry(prefix)
+        registry = Registry.from_env(prefix)
         found = {model: registry.versions(model) for model in registry.models()}
     except (CnaiError, ClientError) as exc:
         _fail(exc)
@@ -75,7 +71,7 @@ def show(
 ) -> None:
     """One version: approval, artifact, evaluation report, metrics and lineage."""
     try:
-        v = _registry(prefix).version(name, version)
+        v = Registry.from_env(prefix).version(name, version)
     except (CnaiError, ClientError) as exc:
         _fail(exc)
     if as_json:
