@@ -28,12 +28,14 @@ registry = Registry(boto3.client("sagemaker"), settings.group_prefix)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     run = parse_run(event.get("run"))
     training = event.get("training") or {}
+    if not isinstance(training.get("model_data"), str) or not training["model_data"]:
+        raise ValueError("training.model_data: the event must carry the trained model's s3:// artifact URI")
     approved = registry.approved(run.model)
     baseline = None if approved is None else Baseline(approved.version, approved.arn, approved.metrics)
     job = training.get("TrainingJobName") or run.job_name
     result = quality_gate(
         s3,
-        model_data=str(training["model_data"]),
+        model_data=training["model_data"],
         thresholds=run.thresholds,
         baseline=baseline,
         report_uri=f"s3://{settings.artifact_bucket}/{settings.reports_prefix}/{job}/evaluation.json",

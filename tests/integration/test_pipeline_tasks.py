@@ -202,6 +202,13 @@ def test_a_bad_console_input_fails_naming_the_field(aws: Aws) -> None:
         prepare.handler(prepare_event({"model": "banking77", "dataset": {}}), LocalContext("prepare"))
 
 
+def test_the_gate_refuses_a_training_result_without_its_artifact_naming_the_field(aws: Aws) -> None:
+    aws.curate("2026-11-02", balanced(20))
+    state = aws.handler("prepare_dataset").handler(prepare_event(CONSOLE_INPUT), LocalContext("prepare"))
+    with pytest.raises(ValueError, match=r"training\.model_data"):
+        aws.handler("quality_gate").handler({"run": state["run"], "training": {}}, LocalContext("gate"))
+
+
 def athena_results(*tables: list[list[str]]) -> None:
     from moto.athena.models import QueryResults, athena_backends
 
