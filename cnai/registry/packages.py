@@ -39,6 +39,10 @@ class RegistryError(CnaiError):
     """A model package or group is missing, or the registry refused a call; names which."""
 
 
+# A package group prefix: the functions' settings validate $CNAI_MODEL_PACKAGE_GROUP_PREFIX against it.
+GROUP_PREFIX = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$"
+
+
 def group_name(prefix: str, model: str) -> str:
     return f"{prefix}-{model}"
 

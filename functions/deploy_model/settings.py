@@ -9,9 +9,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from cnai.deploy.canary import Policy, Target
+from cnai.registry.packages import GROUP_PREFIX
 from cnai.settings import EnvSettings
-
-GROUP_PREFIX = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$"
 
 
 class DeployFunctionSettings(EnvSettings):

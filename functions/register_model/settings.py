@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from cnai.registry.packages import GROUP_PREFIX
 from cnai.settings import EnvSettings
 
 
 class RegisterSettings(EnvSettings):
     WHAT = "register_model function environment"
 
-    group_prefix: str = Field(alias="CNAI_MODEL_PACKAGE_GROUP_PREFIX", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$")
+    group_prefix: str = Field(alias="CNAI_MODEL_PACKAGE_GROUP_PREFIX", pattern=GROUP_PREFIX)
     # The serving container the package names (SageMaker Serverless path); the artifact is the same one
     # the predict Lambda loads.
     serving_image: str = Field(alias="CNAI_SERVING_IMAGE", min_length=1, max_length=255)
