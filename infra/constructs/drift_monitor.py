@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -34,6 +33,7 @@ from infra.constructs.monitoring import Monitoring
 from infra.constructs.nag_findings import allow
 from infra.constructs.python_function import PythonFunction
 from infra.constructs.secure_bucket import SecureBucket
+from infra.constructs.secure_table import secure_table
 
 REPORTS_PREFIX = "drift"
 AUDIT_DAYS = "year={yyyy}/month={MM}/day={dd}/"  # cnai.monitoring.monitor.window_sources fills it per day
@@ -81,19 +81,7 @@ class DriftMonitor(Construct):
         ).bucket
         # One item per model: who started the last drift retrain and until when no other may (cnai/monitoring/
         # cooldown.py); TTL removes spent items, the condition reads `until`.
-        self.table = dynamodb.Table(
-            self,
-            "CoolDown",
-            partition_key=dynamodb.Attribute(name="model", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute="expires_at",
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=key,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
+        self.table = secure_table(self, "CoolDown", partition_key="model", ttl_attribute="expires_at", key=key)
         audit_prefix = audit_prefix.strip("/")
         environment = environment_for(
             DriftMonitorSettings,

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
@@ -32,6 +31,7 @@ from infra.constructs.nag import acknowledge
 from infra.constructs.python_function import PythonFunction, logs_key
 from infra.constructs.runtime_layer import RuntimeLayer
 from infra.constructs.secure_bucket import SecureBucket
+from infra.constructs.secure_table import secure_table
 
 CURATED = "curated"
 QUARANTINE = "quarantine"
@@ -97,19 +97,7 @@ class IngestionStack(cdk.Stack):
         )
 
         # powertools Idempotency layout: partition key `id`, TTL attribute `expiration`.
-        self.table = dynamodb.Table(
-            self,
-            "Idempotency",
-            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            time_to_live_attribute="expiration",
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=self.key,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
-        )
+        self.table = secure_table(self, "Idempotency", partition_key="id", ttl_attribute="expiration", key=self.key)
 
         self.dlq = sqs.Queue(
             self,
