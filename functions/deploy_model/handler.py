@@ -26,7 +26,10 @@ target, policy = settings.target(), settings.policy()
 def _step(event: dict[str, Any]) -> dict[str, Any]:
     step, state = event.get("step"), event.get("release") or {}
     if step == "release":
-        return canary.release(clients, target, policy, str(event.get("package_arn", "")))
+        package_arn = event.get("package_arn")
+        if not isinstance(package_arn, str) or not package_arn:
+            raise ValueError("package_arn: the release step needs the approved model package's ARN")
+        return canary.release(clients, target, policy, package_arn)
     if step == "check":
         return canary.check(clients, state)
     if step == "promote":
