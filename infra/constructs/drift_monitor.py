@@ -30,7 +30,7 @@ from cnai.settings import environment_for
 from functions.drift_monitor.settings import DriftMonitorSettings
 from infra.config import DriftSettings
 from infra.constructs.monitoring import Monitoring
-from infra.constructs.nag_findings import allow
+from infra.constructs.nag_findings import allow, allow_list
 from infra.constructs.python_function import PythonFunction
 from infra.constructs.secure_bucket import SecureBucket
 from infra.constructs.secure_table import secure_table
@@ -201,13 +201,7 @@ class DriftMonitor(Construct):
             wildcard_reason="Firehose names each audit file (date partitions, delivery stream, time, uuid) when it "
             f"writes it: read-only, the {audit_prefix}/ prefix only.",
         )
-        allow(
-            role,
-            sid="ListAuditRecords",
-            actions=["s3:ListBucket"],
-            resources=[audit_bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{audit_prefix}/*"]}},
-        )
+        allow_list(role, sid="ListAuditRecords", bucket=audit_bucket, prefixes=[audit_prefix])
         allow(
             role,
             sid="ReadDatasetManifests",
@@ -227,13 +221,7 @@ class DriftMonitor(Construct):
             resources=[reports],
             wildcard_reason=f"One report per run, named by model and run time under {REPORTS_PREFIX}/.",
         )
-        allow(
-            role,
-            sid="ListReports",
-            actions=["s3:ListBucket"],
-            resources=[self.reports.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{REPORTS_PREFIX}/*"]}},
-        )
+        allow_list(role, sid="ListReports", bucket=self.reports, prefixes=[REPORTS_PREFIX])
         allow(role, sid="OwnKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn])
         allow(
             role,

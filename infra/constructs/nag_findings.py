@@ -17,6 +17,7 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
 from constructs import IConstruct
 
 from infra.constructs.nag import acknowledge
@@ -83,3 +84,14 @@ def allow(
     if wild:
         acknowledge(role, "AwsSolutions-IAM5", str(wildcard_reason), findings=wild)
     return statement
+
+
+def allow_list(role: iam.IRole, *, sid: str, bucket: s3.IBucket, prefixes: Sequence[str]) -> iam.PolicyStatement:
+    """s3:ListBucket on `bucket`, only for keys under `prefixes` (each given without its trailing slash)."""
+    return allow(
+        role,
+        sid=sid,
+        actions=["s3:ListBucket"],
+        resources=[bucket.bucket_arn],
+        conditions={"StringLike": {"s3:prefix": [f"{prefix}/*" for prefix in prefixes]}},
+    )

@@ -38,7 +38,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.constructs.nag import acknowledge
-from infra.constructs.nag_findings import allow, finding
+from infra.constructs.nag_findings import allow, allow_list, finding
 from infra.constructs.state_machine import logged_state_machine
 
 FUNCTIONS = ("prepare_dataset", "quality_gate", "register_model", "notify")
@@ -378,13 +378,7 @@ class TrainingWorkflow(Construct):
             wildcard_reason="The train/test channels are objects of the snapshot PrepareDataset wrote for this run, "
             f"named at run time under the {datasets_prefix}/ prefix: nothing else of the lake is readable.",
         )
-        allow(
-            role,
-            sid="ListDatasetChannels",
-            actions=["s3:ListBucket"],
-            resources=[datasets.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{datasets_prefix}/*"]}},
-        )
+        allow_list(role, sid="ListDatasetChannels", bucket=datasets, prefixes=[datasets_prefix])
         allow(role, sid="ReadCode", actions=["s3:GetObject"], resources=[code_bucket.arn_for_objects(code_key)])
         allow(
             role,
@@ -395,13 +389,7 @@ class TrainingWorkflow(Construct):
             "checkpoint files under checkpoints/<run job name>/ (read back on resume, pruned by the job): "
             "object names are per job, the prefixes fixed.",
         )
-        allow(
-            role,
-            sid="ListCheckpoints",
-            actions=["s3:ListBucket"],
-            resources=[artifacts.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{CHECKPOINTS}/*", f"{OUTPUT}/*"]}},
-        )
+        allow_list(role, sid="ListCheckpoints", bucket=artifacts, prefixes=[CHECKPOINTS, OUTPUT])
         allow(
             role,
             sid="ArtifactKey",

@@ -30,7 +30,7 @@ from infra.constructs.framework_image import framework_image
 from infra.constructs.lake_catalog import LakeCatalog
 from infra.constructs.model_registry import ModelRegistry
 from infra.constructs.monitoring import Monitoring
-from infra.constructs.nag_findings import allow, imported
+from infra.constructs.nag_findings import allow, allow_list, imported
 from infra.constructs.python_function import PythonFunction, logs_key
 from infra.constructs.runtime_layer import RuntimeLayer
 from infra.constructs.sagemaker_serverless import serving_image
@@ -275,13 +275,7 @@ class TrainingStack(cdk.Stack):
             "workgroup's fixed athena/ prefix at run time.",
         )
         allow(prepare, sid="ResultsLocation", actions=["s3:GetBucketLocation"], resources=[self.artifacts.bucket_arn])
-        allow(
-            prepare,
-            sid="ListResults",
-            actions=["s3:ListBucket"],
-            resources=[self.artifacts.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{self.catalog.results_prefix}/*"]}},
-        )
+        allow_list(prepare, sid="ListResults", bucket=self.artifacts, prefixes=[self.catalog.results_prefix])
         allow(
             prepare,
             sid="LakeLocation",
@@ -289,13 +283,7 @@ class TrainingStack(cdk.Stack):
             resources=[lake.bucket_arn],
         )
         allow(prepare, sid="ResultsKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn])
-        allow(
-            prepare,
-            sid="ListLake",
-            actions=["s3:ListBucket"],
-            resources=[lake.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [f"{CURATED}/*", f"{DATASETS}/*"]}},
-        )
+        allow_list(prepare, sid="ListLake", bucket=lake, prefixes=[CURATED, DATASETS])
         if lake_key is not None:
             allow(prepare, sid="LakeKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[lake_key.key_arn])
         artifact_objects = {prefix: self.artifacts.arn_for_objects(f"{prefix}/*") for prefix in (OUTPUT, REPORTS)}
