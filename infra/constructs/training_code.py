@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import re
 import tarfile
 import tomllib
@@ -101,8 +102,12 @@ def build_sourcedir(target: Path, *, root: Path = ROOT, packages: Sequence[str] 
             _add(tar, path.relative_to(root).as_posix(), path.read_bytes())
         _add(tar, "requirements.txt", ("\n".join(requirements(root)) + "\n").encode())
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("wb") as handle, gzip.GzipFile(fileobj=handle, mode="wb", mtime=0, filename="") as gz:
+    # Written beside the target, then renamed over it: a concurrent synth (parallel test workers) never reads a
+    # half-written tar.
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    with partial.open("wb") as handle, gzip.GzipFile(fileobj=handle, mode="wb", mtime=0, filename="") as gz:
         gz.write(raw.getvalue())
+    partial.replace(target)
     return target
 
 
