@@ -256,6 +256,18 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"  {records} records written, {sent['sent']} sent, {drained.invocations} consumer batches, "
                     f"{drained.dead_lettered} dead-lettered")  # fmt: skip
             result["records_in"] = records
+            result["records_sent"], result["dead_lettered"] = sent["sent"], drained.dead_lettered
+            lake = boto3.client("s3")
+            bucket = deployment.output(ingestion, "LakeBucket")
+            result["curated_objects"] = sum(
+                page.get("KeyCount", 0)
+                for page in lake.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="curated/")
+            )
+            if sent["sent"] != records or drained.dead_lettered or not result["curated_objects"]:
+                # nothing may be lost on the way in: a short count stops the run before training hides it
+                say(f"ingestion lost records: {records} written, {sent['sent']} sent, "
+                    f"{drained.dead_lettered} dead-lettered, {result['curated_objects']} curated objects")  # fmt: skip
+                return finish(result, timings, started, args.report, code=1)
             today = datetime.now(UTC).strftime("%Y-%m-%d")
             run_input = {
                 "model": args.model,

@@ -40,7 +40,7 @@ def test_make_run_flow_ingests_trains_registers_and_serves_an_audited_prediction
     assert list(figures["states_s"]) == [
         "PrepareDataset", "TrainAndDistill", "QualityGate", "Passed?", "Register", "NotifySuccess"
     ]  # fmt: skip
-    assert figures["records_in"] == 77 * 25
+    assert figures["records_in"] == figures["records_sent"] == 77 * 25 and figures["dead_lettered"] == 0
     assert figures["model_package_version"] == "1" and figures["approval"] == "Approved"
     assert 0.0 < figures["accuracy"] <= 1.0
     assert figures["predictions_ok"] == 3  # answered, and audited under the registry version
