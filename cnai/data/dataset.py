@@ -88,6 +88,8 @@ def _rows_jsonl(path: Path, text: str, text_col: str, label_col: str) -> Iterabl
             raise DataError(str(path), "invalid JSON (nested too deeply)", number) from None
         if not isinstance(obj, dict):
             raise DataError(str(path), "each line must be a JSON object", number)
+        if obj.get("origin") == "generated":  # synthetic rows are read apart (cnai.data.generated), never mixed in
+            raise DataError(str(path), "a generated row in a real-data file (read it with read_generated)", number)
         for col in (text_col, label_col):
             if col not in obj:
                 raise DataError(str(path), f"field {col!r} is missing", number)
