@@ -152,6 +152,29 @@ class ModelsResponse(BaseModel):
     models: list[ModelSummary]
 
 
+class RoutedVersion(BaseModel):
+    """One function version an alias routes to, and the model it pins."""
+
+    function_version: str = Field(description="the Lambda function version (immutable: it pins one artifact)")
+    version: str = Field(description="the artifact's version (its model card's)")
+    package_version: str | None = Field(None, description="the model registry's package version it pins")
+    weight: float = Field(description="its share of the alias's requests, 0 to 1")
+
+
+class AliasRouting(BaseModel):
+    """Where a served name's traffic goes while `cnai serve --follow` follows a Lambda alias (a canary shows as
+    a second version with its weight)."""
+
+    function: str
+    alias: str
+    stable: RoutedVersion
+    canary: RoutedVersion | None = Field(None, description="the version under canary, absent at 100%")
+    since: str = Field(
+        description="when this server first saw the alias route this way (UTC, ISO 8601): GetAlias carries no"
+        " timestamp, so this is the switch as served here, at most one poll interval late"
+    )
+
+
 class ModelDetail(ModelSummary):
     labels: list[str]
     max_length: int | None = None
@@ -160,6 +183,9 @@ class ModelDetail(ModelSummary):
     created_at: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     lineage: dict[str, Any] = Field(default_factory=dict)
+    routing: AliasRouting | None = Field(
+        None, description="the alias's versions and weights when the server follows a Lambda alias; else null"
+    )
 
 
 class HealthResponse(BaseModel):
