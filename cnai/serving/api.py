@@ -51,6 +51,7 @@ from cnai.serving.http import (
     request_id,
 )
 from cnai.serving.schema import (
+    AliasRouting,
     ErrorResponse,
     HealthResponse,
     ModelDetail,
@@ -186,10 +187,18 @@ class PredictApi:
     `cnai serve` worker); `handle` serves one event at a time, as Lambda does (Powertools' resolver keeps the
     current event on the class)."""
 
-    def __init__(self, service: ModelService, auditor: Auditor, init_ms: float | None = None) -> None:
+    def __init__(
+        self,
+        service: ModelService,
+        auditor: Auditor,
+        init_ms: float | None = None,
+        routing: Callable[[str], AliasRouting | None] | None = None,
+    ) -> None:
         self.service = service
         self.auditor = auditor
         self.init_ms = init_ms  # reported once, as InitDuration, with the first request
+        # `cnai serve --follow` (cnai.local.alias): the alias routing of a served name, shown by GET /v1/models/{model}
+        self.routing = routing
         self._openapi: dict[str, Any] | None = None
         self.app = self._routes()
 
@@ -269,7 +278,9 @@ class PredictApi:
             },
         )
         def describe_model(model: str) -> ModelDetail:
-            return self.service.get(model).detail()
+            detail = self.service.get(model).detail()
+            routing = self.routing(model) if self.routing is not None else None
+            return detail if routing is None else detail.model_copy(update={"routing": routing})
 
         @app.get("/v1/health", summary="Liveness, the models loaded and the cache")
         def health() -> HealthResponse:
