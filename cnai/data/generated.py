@@ -45,7 +45,7 @@ class GeneratedRow(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(pattern=r"^gen-[0-9a-f]{16}$")
-    origin: Literal["generated"] = ORIGIN
+    origin: Literal["generated"] = "generated"
     text: str = Field(min_length=1)
     label: str = Field(min_length=1)
     train_label: str = Field(min_length=1)

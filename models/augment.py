@@ -1,0 +1,308 @@
+"""Synthetic training rows for the factory: prompts per label, generation, filters, the teacher's verdict.
+
+Why: with ten real examples of an intent the student sees too little text to learn it, and the teacher (which
+labels everything the student sees) has knowledge the student never gets to distil. An instruct LLM writes
+new utterances from a few real ones; everything it writes passes, in order, cheap filters and then the teacher:
+
+    too_short / too_long   character bounds of the recipe
+    pii                    cnai.redact finds something (the generator must not invent customer data either)
+    duplicate_exact        same normalized text as a real training row or an earlier kept one
+    duplicate_near         character 3-gram Jaccard >= the recipe's bound with a row of the same intent
+    test_overlap           shares a word n-gram (n from the recipe) or its whole text with the test split
+    teacher_disagrees      the teacher's probability of the intended label is below the bound (recipe
+                           `augment_disagreeing: drop`; with `soft` the row is kept as a soft-labelled
+                           transfer example: the student learns the teacher's distribution on it)
+
+Each drop is counted by reason; kept rows carry provenance (cnai.data.generated). Prompts and sampling
+come from the recipe and are seeded, so the same recipe, data and generator give the same prompts and seeds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from cnai.data.dataset import LabeledData
+from cnai.data.generated import GeneratedRow, Provenance, row_id
+from cnai.redact import find_pii
+from cnai.text import normalize_text
+
+Message = dict[str, str]
+
+DEFAULT_SYSTEM = "You write short messages that bank customers send to a support chat."
+DEFAULT_INSTRUCTION = (
+    "Customers write to their bank about: {intent}.\n"
+    "Examples:\n{examples}\n"
+    "Write {n} new, different messages about the same thing, one per line, without numbering."
+)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """What one generation call is asked for; part of the prompt's identity (its sha256)."""
+
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    seed: int
+
+
+# The generator as this module needs it: chat messages and sampling in, the generated text out. train.py
+# adapts cnai.generate's Generator to it; tests pass a scripted function.
+Complete = Callable[[list[Message], Sampling], str]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The augmentation settings of a training recipe (HyperParameters' augment_* fields)."""
+
+    per_label: int
+    per_prompt: int = 5
+    examples: int = 4
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_new_tokens: int = 96
+    min_chars: int = 10
+    max_chars: int = 160
+    near_duplicate: float = 0.85
+    test_ngram: int = 8
+    min_confidence: float = 0.5
+    disagreeing: str = "soft"
+    system: str = DEFAULT_SYSTEM
+    instruction: str = DEFAULT_INSTRUCTION
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class Prompt:
+    label: str
+    messages: list[Message]
+    sampling: Sampling
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One utterance the generator wrote for an intent, before any filter."""
+
+    text: str
+    label: str
+    provenance: Provenance
+
+
+@dataclass
+class Outcome:
+    """Kept rows and the count of every drop reason; `generated` counts every candidate seen."""
+
+    kept: list[GeneratedRow] = field(default_factory=list)
+    dropped: Counter[str] = field(default_factory=Counter)
+    generated: int = 0
+    generation_s: float = 0.0
+
+
+def humanize(label: str) -> str:
+    """`card_arrival` -> `card arrival`: the intent as words the generator can read."""
+    return " ".join(label.replace("_", " ").replace("-", " ").split())
+
+
+def prompt_sha256(messages: list[Message], sampling: Sampling) -> str:
+    canonical = json.dumps({"messages": messages, "sampling": asdict(sampling)}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def build_prompts(train: LabeledData, recipe: Recipe) -> list[Prompt]:
+    """ceil(per_label / per_prompt) prompts per label, each showing `examples` of its real texts.
+
+    The examples and the sampling seed of prompt j of label i are drawn from (recipe.seed, i, j) alone, so
+    adding a label or a prompt leaves the others unchanged.
+    """
+    by_label: dict[str, list[str]] = defaultdict(list)
+    for text, label in zip(train.texts, train.labels, strict=True):
+        by_label[label].append(text)
+    prompts = []
+    count = math.ceil(recipe.per_label / recipe.per_prompt) if recipe.per_label > 0 else 0
+    for i, label in enumerate(sorted(by_label)):
+        texts = by_label[label]
+        for j in range(count):
+            rng = np.random.default_rng([recipe.seed, i, j])
+            shown = [texts[k] for k in rng.choice(len(texts), size=min(recipe.examples, len(texts)), replace=False)]
+            content = recipe.instruction.format(
+                intent=humanize(label),
+                examples="\n".join(f"- {normalize_text(t)}" for t in shown),
+                n=recipe.per_prompt,
+            )
+            messages = [{"role": "system", "content": recipe.system}, {"role": "user", "content": content}]
+            sampling = Sampling(recipe.temperature, recipe.top_p, recipe.max_new_tokens, int(rng.integers(2**31)))
+            prompts.append(Prompt(label, messages, sampling, prompt_sha256(messages, sampling)))
+    return prompts
+
+
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]+|\(?\d{1,2}[.):]|message\s*\d*\s*:)\s*", re.IGNORECASE)
+_QUOTES = "\"'\u201c\u201d\u2018\u2019`"
+
+
+def parse_candidates(output: str) -> list[str]:
+    """The utterances in one generation: one per line, bullets, numbering and surrounding quotes removed.
+
+    A line that ends with ':' introduces a list ("Here are five messages:") and is not an utterance.
+    """
+    found = []
+    for line in output.splitlines():
+        text = _BULLET.sub("", normalize_text(line)).strip().strip(_QUOTES).strip()
+        if text and not text.endswith(":"):
+            found.append(text)
+    return found
+
+
+def generate(
+    prompts: Sequence[Prompt], complete: Complete, generator: str, limit: int
+) -> tuple[list[Candidate], float]:
+    """Run every prompt; keep at most `limit` candidates per label (the recipe's per_label). Seconds spent."""
+    started = time.perf_counter()
+    per_label: Counter[str] = Counter()
+    candidates = []
+    for prompt in prompts:
+        if per_label[prompt.label] >= limit:
+            continue
+        provenance = Provenance(generator=generator, prompt_sha256=prompt.sha256, seed=prompt.sampling.seed)
+        for text in parse_candidates(complete(prompt.messages, prompt.sampling)):
+            if per_label[prompt.label] >= limit:
+                break
+            candidates.append(Candidate(text, prompt.label, provenance))
+            per_label[prompt.label] += 1
+    return candidates, time.perf_counter() - started
+
+
+_PUNCT = re.compile(r"[^\w\s]")
+
+
+def canonical(text: str) -> str:
+    """The text as duplicate checks compare it: normalized, case-folded, punctuation removed."""
+    return " ".join(_PUNCT.sub(" ", normalize_text(text).casefold()).split())
+
+
+def char_ngrams(text: str, n: int = 3) -> frozenset[str]:
+    padded = f" {text} "
+    return frozenset(padded[i : i + n] for i in range(max(1, len(padded) - n + 1)))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = text.split()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+class CheapFilters:
+    """Every filter but the teacher's, in the order of the module docstring; remembers what it kept.
+
+    Why the test n-gram is long (8 words by default): on BANKING77, 51% of the real training texts share a
+    5-word run with the test split and 4.6% an 8-word one; a short n would drop most natural utterances, an
+    8-word run shared with a test text is a copy.
+    """
+
+    def __init__(self, train: LabeledData, test_texts: Sequence[str], recipe: Recipe) -> None:
+        self.recipe = recipe
+        self.seen = {canonical(t) for t in train.texts}
+        self.by_label: dict[str, list[frozenset[str]]] = defaultdict(list)
+        for text, label in zip(train.texts, train.labels, strict=True):
+            self.by_label[label].append(char_ngrams(canonical(text)))
+        test = [canonical(t) for t in test_texts]
+        self.test_texts = set(test)
+        self.test_ngrams: set[tuple[str, ...]] = set()
+        for text in test:
+            self.test_ngrams |= word_ngrams(text, recipe.test_ngram)
+
+    def reason(self, text: str, label: str) -> str | None:
+        """Why the candidate is dropped, or None when it passes (and is then remembered for later checks)."""
+        if len(text) < self.recipe.min_chars:
+            return "too_short"
+        if len(text) > self.recipe.max_chars:
+            return "too_long"
+        if find_pii(text):
+            return "pii"
+        key = canonical(text)
+        if key in self.seen:
+            return "duplicate_exact"
+        grams = char_ngrams(key)
+        if any(jaccard(grams, other) >= self.recipe.near_duplicate for other in self.by_label[label]):
+            return "duplicate_near"
+        if key in self.test_texts or word_ngrams(key, self.recipe.test_ngram) & self.test_ngrams:
+            return "test_overlap"
+        self.seen.add(key)
+        self.by_label[label].append(grams)
+        return None
+
+
+def judge(
+    candidates: Sequence[Candidate], probabilities: np.ndarray, labels: Sequence[str], recipe: Recipe
+) -> tuple[list[GeneratedRow], Counter[str]]:
+    """The teacher's verdict on candidates that passed the cheap filters (`probabilities`: one row each).
+
+    Kept as `agrees` when the teacher gives the intended label at least `min_confidence`; otherwise kept as
+    `soft` (its hard label for the student is the teacher's own top label) or dropped, as the recipe says.
+    """
+    if probabilities.shape != (len(candidates), len(labels)):
+        raise ValueError(f"probabilities: shape {probabilities.shape}, expected {(len(candidates), len(labels))}")
+    index = {label: i for i, label in enumerate(labels)}
+    kept: list[GeneratedRow] = []
+    dropped: Counter[str] = Counter()
+    for candidate, probs in zip(candidates, probabilities, strict=True):
+        confidence = float(probs[index[candidate.label]])
+        if confidence >= recipe.min_confidence:
+            verdict, train_label = "agrees", candidate.label
+        elif recipe.disagreeing == "soft":
+            verdict, train_label = "soft", labels[int(probs.argmax())]
+        else:
+            dropped["teacher_disagrees"] += 1
+            continue
+        kept.append(
+            GeneratedRow(
+                id=row_id(candidate.provenance, candidate.text),
+                text=candidate.text,
+                label=candidate.label,
+                train_label=train_label,
+                verdict=verdict,
+                teacher_confidence=min(1.0, max(0.0, confidence)),
+                provenance=candidate.provenance,
+            )
+        )
+    return kept, dropped
+
+
+def augment(
+    train: LabeledData,
+    test_texts: Sequence[str],
+    labels: Sequence[str],
+    recipe: Recipe,
+    complete: Complete,
+    generator: str,
+    teacher_probabilities: Callable[[list[str]], np.ndarray],
+) -> Outcome:
+    """The whole stage: prompts -> generation -> cheap filters -> teacher's verdict, every drop counted."""
+    outcome = Outcome()
+    candidates, outcome.generation_s = generate(build_prompts(train, recipe), complete, generator, recipe.per_label)
+    outcome.generated = len(candidates)
+    filters = CheapFilters(train, test_texts, recipe)
+    passed = []
+    for candidate in candidates:
+        reason = filters.reason(candidate.text, candidate.label)
+        if reason is None:
+            passed.append(candidate)
+        else:
+            outcome.dropped[reason] += 1
+    if passed:
+        kept, dropped = judge(passed, teacher_probabilities([c.text for c in passed]), labels, recipe)
+        outcome.kept = kept
+        outcome.dropped.update(dropped)
+    return outcome
