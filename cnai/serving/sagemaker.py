@@ -13,6 +13,7 @@ requirements.txt (onnxruntime, tokenizers, numpy, pydantic; no torch).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tarfile
 import tempfile
@@ -25,6 +26,7 @@ from cnai.model.predictor import Predictor
 from cnai.serving.backends import LocalBackend
 from cnai.serving.schema import PredictRequest
 from cnai.serving.service import ModelService
+from cnai.settings import ModelSource
 
 JSON = "application/json"
 # code/inference.py: the inference toolkit imports the four hooks from here (the library, shipped whole).
@@ -41,9 +43,14 @@ class InferenceError(CnaiError):
 
 
 def model_fn(model_dir: str) -> ModelService:
-    """Load and verify the artifact once per container (sha256 of every file against the model card)."""
+    """Load and verify the artifact once per container (sha256 of every file against the model card).
+
+    The registry version comes from the Model's environment (the deploy workflow pins CNAI_MODEL_PACKAGE_VERSION
+    there): it is part of every answer's identity, which is how the workflow's health check knows the new model
+    answers (cnai.deploy.endpoint.probe)."""
     predictor = Predictor.from_dir(model_dir)
-    return ModelService({predictor.name: LocalBackend(predictor, predictor.name)})
+    package_version = os.environ.get(ModelSource.model_fields["model_package_version"].alias or "") or None
+    return ModelService({predictor.name: LocalBackend(predictor, predictor.name, package_version)})
 
 
 def input_fn(request_body: bytes | str, request_content_type: str) -> dict[str, Any]:
