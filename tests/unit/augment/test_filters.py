@@ -1,0 +1,141 @@
+"""The augmentation filters on crafted generated rows: each bad row is dropped for its own, counted reason."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from cnai.data.dataset import LabeledData
+from cnai.data.generated import Provenance
+from models.augment import (
+    Candidate,
+    CheapFilters,
+    Recipe,
+    Sampling,
+    augment,
+    build_prompts,
+    judge,
+    parse_candidates,
+)
+
+LABELS = ["card_arrival", "lost_card"]
+TRAIN = LabeledData(
+    texts=[
+        "When will my new card arrive?",
+        "My card still has not arrived after two weeks",
+        "I lost my card yesterday, what do I do?",
+        "Someone stole my card on the train",
+    ],
+    labels=["card_arrival", "card_arrival", "lost_card", "lost_card"],
+    source="train.csv",
+    sha256="0" * 64,
+    where=[("train.csv", i) for i in range(2, 6)],
+)
+TEST = ["how long does it take for the card to be delivered to my home address in the UK"]
+PROV = Provenance(generator="scripted", prompt_sha256="a" * 64, seed=7)
+
+
+def recipe(**changes: object) -> Recipe:
+    return Recipe(**{"per_label": 4, **changes})  # type: ignore[arg-type]
+
+
+def test_each_crafted_bad_row_is_dropped_for_its_reason_and_a_good_one_passes() -> None:
+    # Given filters built from the real training rows and the test split
+    filters = CheapFilters(TRAIN, TEST, recipe())
+    rows = {
+        "ok?": "too_short",
+        "when will my NEW card arrive": "duplicate_exact",  # a real row, other case and punctuation
+        "My card still has not arrived after two week": "duplicate_near",
+        "please send the card to john.doe@example.com": "pii",
+        "How long does it take for the card to be delivered to my home, please?": "test_overlap",
+        "x" * 200: "too_long",
+        "Is there a way to track the delivery of my card?": None,
+    }
+    # When each crafted candidate goes through the filters
+    reasons = {text: filters.reason(text, "card_arrival") for text in rows}
+    # Then each is dropped for its own reason, and the good one passes
+    assert reasons == rows
+
+
+def test_a_kept_row_counts_as_seen_so_its_repeat_is_a_duplicate() -> None:
+    filters = CheapFilters(TRAIN, TEST, recipe())
+    assert filters.reason("Is there a way to track my card delivery?", "card_arrival") is None
+    assert filters.reason("is there a way to track my card delivery", "lost_card") == "duplicate_exact"
+
+
+def test_teacher_verdict_agrees_drops_or_keeps_soft_as_the_recipe_says() -> None:
+    # Given one candidate the teacher agrees with and one it labels otherwise (a wrong-label row)
+    candidates = [
+        Candidate("Where is my card, it has not come yet", "card_arrival", PROV),
+        Candidate("I think a thief took my card", "card_arrival", PROV),
+    ]
+    probs = np.array([[0.9, 0.1], [0.2, 0.8]])
+    # When the recipe drops disagreeing rows
+    kept, dropped = judge(candidates, probs, LABELS, recipe(disagreeing="drop", min_confidence=0.5))
+    # Then only the agreeing row remains and the other is counted
+    assert [r.text for r in kept] == [candidates[0].text]
+    assert kept[0].verdict == "agrees" and kept[0].train_label == "card_arrival"
+    assert dropped == Counter({"teacher_disagrees": 1})
+    # When the recipe keeps them as soft-labelled transfer examples
+    kept, dropped = judge(candidates, probs, LABELS, recipe(disagreeing="soft", min_confidence=0.5))
+    # Then the wrong-label row is kept with the teacher's label for the student, its intent recorded apart
+    assert not dropped
+    soft = kept[1]
+    assert (soft.verdict, soft.label, soft.train_label) == ("soft", "card_arrival", "lost_card")
+    assert soft.teacher_confidence == pytest.approx(0.2)
+
+
+def test_judge_refuses_probabilities_of_the_wrong_shape() -> None:
+    with pytest.raises(ValueError, match="probabilities: shape"):
+        judge([Candidate("text here", "lost_card", PROV)], np.ones((2, 2)), LABELS, recipe())
+
+
+def test_prompts_are_seeded_show_real_examples_and_hash_what_they_ask() -> None:
+    # Given a recipe asking for 7 texts per label, 5 per prompt
+    r = recipe(per_label=7, per_prompt=5, examples=2)
+    # When prompts are built twice
+    first, second = build_prompts(TRAIN, r), build_prompts(TRAIN, r)
+    # Then two prompts per label, identical both times, each showing real texts of its own label
+    assert [p.label for p in first] == ["card_arrival", "card_arrival", "lost_card", "lost_card"]
+    assert [(p.sha256, p.sampling) for p in first] == [(p.sha256, p.sampling) for p in second]
+    assert "card arrival" in first[0].messages[1]["content"]
+    assert "I lost my card yesterday" in first[2].messages[1]["content"] or "stole" in first[2].messages[1]["content"]
+    assert "stole" not in first[0].messages[1]["content"]
+    # And another seed changes the sampling seed, hence the prompt's sha256
+    assert build_prompts(TRAIN, recipe(per_label=7, seed=1))[0].sha256 != first[0].sha256
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        (
+            'Here are 3 messages:\n1. Where is my card?\n2) "Card not here yet"\n- Still waiting',
+            ["Where is my card?", "Card not here yet", "Still waiting"],
+        ),
+        ("  \n\n", []),
+        ("Message 1: my card is late", ["my card is late"]),
+    ],
+)
+def test_parse_candidates_strips_numbering_bullets_quotes_and_list_headers(output: str, expected: list[str]) -> None:
+    assert parse_candidates(output) == expected
+
+
+def test_whole_stage_counts_every_candidate_once() -> None:
+    # Given a scripted generator that writes a good row, a duplicate and a PII row for every prompt
+    def complete(messages: list[dict[str, str]], sampling: Sampling) -> str:
+        intent = "card arrival" if "card arrival" in messages[1]["content"] else "lost card"
+        return f"Has my {intent} request been handled?\nWhen will my new card arrive?\ncall me on 07700 900123"
+
+    def teacher(texts: list[str]) -> np.ndarray:
+        return np.tile([0.7, 0.3], (len(texts), 1))
+
+    # When the stage runs with one prompt per label
+    outcome = augment(TRAIN, TEST, LABELS, recipe(per_label=3, per_prompt=3), complete, "scripted", teacher)
+    # Then generated = kept + every drop, and the kept rows carry their provenance
+    assert outcome.generated == 6
+    assert outcome.generated == len(outcome.kept) + sum(outcome.dropped.values())
+    assert outcome.dropped == Counter({"duplicate_exact": 2, "pii": 2})
+    assert {r.verdict for r in outcome.kept} == {"agrees", "soft"}
+    assert all(r.provenance.generator == "scripted" and len(r.provenance.prompt_sha256) == 64 for r in outcome.kept)
