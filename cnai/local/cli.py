@@ -28,6 +28,16 @@ def serve(
     version: Annotated[
         int | None, typer.Option(min=1, help="with --model: this registry version, approved or not")
     ] = None,
+    follow: Annotated[
+        str | None,
+        typer.Option(
+            help="FUNCTION[:ALIAS] (alias default: live): serve what the predict function's alias routes to"
+            " (the model each version pins, split by the canary weights) and follow it as it moves"
+        ),
+    ] = None,
+    follow_interval: Annotated[
+        float, typer.Option(min=0.1, help="with --follow: seconds between two looks at the alias")
+    ] = 5.0,
     prefix: Annotated[
         str | None, typer.Option(help="with --model: registry group prefix (default: $CNAI_MODEL_PACKAGE_GROUP_PREFIX)")
     ] = None,
@@ -71,8 +81,13 @@ def serve(
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     from cnai.local.server import LOOPBACK, Listening, run
 
-    if model is not None and model_dir is not None:
-        _fail(CnaiError("give --model (a registered model) or --model-dir (an artifact), not both"))
+    given = [flag for flag, value in (("--model", model), ("--model-dir", model_dir), ("--follow", follow)) if value]
+    if len(given) > 1:
+        _fail(CnaiError(f"give one of --model, --model-dir or --follow, not {' and '.join(given)}"))
+    if follow is not None:
+        _follow(follow, follow_interval, name, host, port, audit, store_text, workers, cache_size, threads,
+                max_inputs, max_input_chars, max_body, body_timeout)  # fmt: skip
+        return
     if model is not None:
         try:
             model_dir, package_version = _registered(model, version, prefix)
@@ -110,6 +125,36 @@ def serve(
             max_body=max_body,
             body_timeout_s=body_timeout,
         )
+    except CnaiError as exc:
+        _fail(exc)
+
+
+def _follow(
+    follow: str, interval_s: float, name: str | None, host: str, port: int, audit: str, store_text: bool,
+    workers: int, cache_size: int, threads: int, max_inputs: int, max_input_chars: int, max_body: int,
+    body_timeout: float,
+) -> None:  # fmt: skip
+    """`cnai serve --follow`: the model identity comes from each routed version's environment, never from flags."""
+    from cnai.local.alias import AliasRef, follow_forever
+    from cnai.local.server import LOOPBACK, Listening
+    from cnai.serving.api import ServingOptions
+
+    if host not in LOOPBACK:
+        console.print(f"[yellow]warning:[/yellow] binding {host}: the local API has no authentication")
+    options = ServingOptions(
+        model_name=name or "", audit_sink=audit, audit_store_text=store_text, cache_size=cache_size, threads=threads,
+        max_inputs=max_inputs, max_input_chars=max_input_chars,
+    )  # fmt: skip
+
+    def ready(listening: Listening) -> None:
+        url = listening.url
+        typer.echo(f"serving on {url} (POST {url}/v1/models/<name>/predict, GET {url}/v1/models); audit: {audit}")
+
+    try:
+        follow_forever(
+            AliasRef.parse(follow), options, interval_s=interval_s, host=host, port=port, workers=workers,
+            ready=ready, max_body=max_body, body_timeout_s=body_timeout,
+        )  # fmt: skip
     except CnaiError as exc:
         _fail(exc)
 
