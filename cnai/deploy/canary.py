@@ -78,12 +78,16 @@ class Clients:
     cloudwatch: Any
     s3: Any
     registry: Registry
+    runtime: Any = None  # sagemaker-runtime: the endpoint path's health check (cnai.deploy.endpoint)
 
     @classmethod
     def default(cls, prefix: str | None = None) -> Clients:
         import boto3
 
-        return cls(boto3.client("lambda"), boto3.client("cloudwatch"), boto3.client("s3"), Registry.from_env(prefix))
+        return cls(
+            boto3.client("lambda"), boto3.client("cloudwatch"), boto3.client("s3"), Registry.from_env(prefix),
+            boto3.client("sagemaker-runtime"),
+        )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -209,6 +213,20 @@ def delete_alarms(clients: Clients, names: list[str]) -> None:
         clients.cloudwatch.delete_alarms(AlarmNames=names)
 
 
+def approved_package(clients: Clients, model: str, package_arn: str) -> ModelVersion:
+    """The package behind an approval event, checked again now: the served model's group, still Approved."""
+    version = clients.registry.describe(package_arn)
+    head = f"{clients.registry.prefix}-"
+    group_model = version.group.removeprefix(head) if version.group.startswith(head) else ""
+    if group_model != model:
+        raise DeployError(
+            f"{package_arn}: group {version.group} is not the served model's ({clients.registry.group(model)})"
+        )
+    if version.approval != "Approved":
+        raise DeployError(f"{package_arn}: approval is {version.approval}, not Approved (changed since the event)")
+    return version
+
+
 # ------------------------------------------------------------------------------------------------ steps
 
 
@@ -220,15 +238,7 @@ def release(
     Answers the state the later steps read: action `canary` (watch it), `promoted` (no canary: first release
     on a new alias, or policy None), `none` (the alias already serves this package version: a repeated event).
     """
-    version = clients.registry.describe(package_arn)
-    head = f"{clients.registry.prefix}-"
-    model = version.group.removeprefix(head) if version.group.startswith(head) else ""
-    if model != target.model:
-        raise DeployError(
-            f"{package_arn}: group {version.group} is not the served model's ({clients.registry.group(target.model)})"
-        )
-    if version.approval != "Approved":
-        raise DeployError(f"{package_arn}: approval is {version.approval}, not Approved (changed since the event)")
+    version = approved_package(clients, target.model, package_arn)
     pinned = pointer(target.model, version, object_version(clients, version))
     state: dict[str, Any] = {
         "model": target.model, "group": version.group, "package_arn": version.arn,
@@ -337,6 +347,14 @@ def rollback_reason(check_result: dict[str, Any] | None, error: dict[str, Any] |
     if error:
         return f"{error.get('Error', 'error')}: {str(error.get('Cause', ''))[:600]}"
     return "rolled back"
+
+
+def rollback_from_state(clients: Clients, whole: dict[str, Any]) -> dict[str, Any]:
+    """The Rollback state's input is the whole workflow state (release.result, and check.result or the caught
+    error): unpack it here, so the handler only hands it over."""
+    checked = (whole.get("check") or {}).get("result")
+    reason = rollback_reason(checked, whole.get("error"))
+    return rollback(clients, (whole.get("release") or {}).get("result") or {}, reason)
 
 
 def versions_serving(clients: Clients, target: Target) -> dict[int, str]:

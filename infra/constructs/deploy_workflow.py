@@ -6,7 +6,20 @@
                                                                  \\--alias moved by a person--> Superseded
                                                                  \\--else--> WaitCanary
 
-Every step is the one deploy function (cnai.deploy.canary), told which step by the payload. STANDARD type (a
+For a model routed to SageMaker Serverless, Release answers `endpoint` and the same machine takes the endpoint
+branch (cnai.deploy.endpoint):
+
+      Canary? --endpoint--> WaitInService -> CheckEndpoint -> InService? --in_service--> HealthCheck -> Finish
+                                                                   \\--failed--> EndpointRollback      -> Deployed
+                                                                   \\--else--> WaitInService
+      EndpointRollback -> WaitRestored -> CheckRestored -> Restored? --in_service--> EndpointRolledBack (Fail)
+                                                                   \\--failed--> EndpointRollbackFailed (Fail)
+                                                                   \\--else--> WaitRestored
+
+The waits are Wait states (no Lambda sleeps while SageMaker works); a failed check or health check returns the
+endpoint to its previous configuration; an EndpointBusyError (an update still in progress) is retried by the state.
+
+Every step is the one deploy function (cnai.deploy.steps), told which step by the payload. STANDARD type (a
 person watches the canary in the console; every transition is recorded), JSONPath only (the local platform
 runs this definition on moto's interpreter), all events logged with their data to a KMS log group, X-Ray on.
 A Check that fails (an alarm deleted, an API error after retries) rolls back: a canary that cannot be watched
@@ -15,7 +28,7 @@ is not promoted. A failed Release moved no traffic: it ends in ReleaseFailed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aws_cdk as cdk
@@ -123,11 +136,10 @@ class DeployWorkflow(Construct):
             .otherwise(wait)
         )
         wait.next(check).next(verdict)
-        canary = (
-            sfn.Choice(self, "Canary?", comment="canary: watch it; promoted (first release) or none: done")
-            .when(sfn.Condition.string_equals("$.release.result.action", "canary"), wait)
-            .otherwise(deployed)
-        )
+        canary = sfn.Choice(
+            self, "Canary?", comment="canary: watch it; endpoint: wait for its update; promoted or none: done"
+        ).when(sfn.Condition.string_equals("$.release.result.action", "canary"), wait)
+        self._endpoint_branch(step, canary, release, deployed, rollback_failed, execution)
         definition = release.next(canary)
 
         self.state_machine, self.log_group = logged_state_machine(
@@ -168,3 +180,86 @@ class DeployWorkflow(Construct):
             "this one function only.",
             findings=[finding(role, f"{function.function_arn}:*")],
         )
+
+    def _endpoint_branch(
+        self,
+        step: Callable[[str, str, dict[str, Any], str], tasks.LambdaInvoke],
+        canary: sfn.Choice,
+        release: tasks.LambdaInvoke,
+        deployed: sfn.Succeed,
+        rollback_failed: sfn.Fail,
+        execution: str,
+    ) -> None:
+        """The SageMaker Serverless path: wait for the update, health check, keep/delete configurations; on any
+        failure the previous configuration back, waited for, and the package Rejected."""
+        release_result = sfn.JsonPath.object_at("$.release.result")
+        check = step(
+            "CheckEndpoint",
+            "Where the endpoint's update to the new configuration stands (in service, updating, failed, timed out)",
+            {"step": "endpoint_check", "watch": release_result, "execution_arn": execution},
+            "$.endpoint_check",
+        )
+        probe = step(
+            "HealthCheck",
+            "InvokeEndpoint with a probe text: a well-formed prediction from the new model identity",
+            {"step": "endpoint_probe", "release": release_result, "execution_arn": execution},
+            "$.probe",
+        )
+        finish = step(
+            "Finish",
+            "Keep the newest replaced configurations for a rollback by command, delete older ones",
+            {"step": "endpoint_finish", "release": release_result, "execution_arn": execution},
+            "$.finished",
+        )
+        rollback = step(
+            "EndpointRollback",
+            "The endpoint back to its previous configuration; the package marked Rejected with the reason",
+            {"step": "endpoint_rollback", "state": sfn.JsonPath.entire_payload, "execution_arn": execution},
+            "$.endpoint_rolled_back",
+        )
+        restored_check = step(
+            "CheckRestored",
+            "Where the return to the previous configuration stands",
+            {"step": "endpoint_check", "watch": sfn.JsonPath.object_at("$.endpoint_rolled_back.result"),
+             "execution_arn": execution},
+            "$.restored",
+        )  # fmt: skip
+        # An update in progress refuses another one: Release and EndpointRollback try again a while later.
+        busy: dict[str, Any] = {"errors": ["EndpointBusyError"], "interval": cdk.Duration.seconds(30),
+                                "max_attempts": 20, "backoff_rate": 1.0}  # fmt: skip
+        release.add_retry(**busy)
+        rollback.add_retry(**busy)
+        check.add_catch(rollback, errors=["States.ALL"], result_path="$.error")
+        probe.add_catch(rollback, errors=["States.ALL"], result_path="$.error")
+        # Cleanup after a success never undoes it: a failed Finish leaves extra configurations, nothing else.
+        finish.add_catch(deployed, errors=["States.ALL"], result_path="$.error")
+        rollback.add_catch(rollback_failed, errors=["States.ALL"], result_path="$.error")
+        restored_check.add_catch(rollback_failed, errors=["States.ALL"], result_path="$.error")
+
+        wait = sfn.Wait(self, "WaitInService", time=sfn.WaitTime.seconds_path("$.release.result.interval_s"),
+                        comment="SageMaker is moving the endpoint to the new configuration")  # fmt: skip
+        rolled_back = sfn.Fail(self, "EndpointRolledBack", error="EndpointRolledBack",
+                               cause_path="$.endpoint_rolled_back.result.reason")  # fmt: skip
+        not_restored = sfn.Fail(self, "EndpointRollbackFailed", error="EndpointRollbackFailed",
+                                cause_path="$.restored.result.reason")  # fmt: skip
+        in_service = (
+            sfn.Choice(self, "InService?", comment="in service: health check; failed or timed out: back; else wait")
+            .when(sfn.Condition.string_equals("$.endpoint_check.result.status", "in_service"), probe)
+            .when(sfn.Condition.string_equals("$.endpoint_check.result.status", "failed"), rollback)
+            .otherwise(wait)
+        )
+        wait.next(check).next(in_service)
+        probe.next(finish).next(deployed)
+        wait_restored = sfn.Wait(
+            self, "WaitRestored", time=sfn.WaitTime.seconds_path("$.endpoint_rolled_back.result.interval_s"),
+            comment="SageMaker is moving the endpoint back to the previous configuration",
+        )  # fmt: skip
+        restored = (
+            sfn.Choice(self, "Restored?", comment="previous configuration in service: done (failed); else wait")
+            .when(sfn.Condition.string_equals("$.restored.result.status", "in_service"), rolled_back)
+            .when(sfn.Condition.string_equals("$.restored.result.status", "failed"), not_restored)
+            .otherwise(wait_restored)
+        )
+        rollback.next(wait_restored)
+        wait_restored.next(restored_check).next(restored)
+        canary.when(sfn.Condition.string_equals("$.release.result.action", "endpoint"), wait).otherwise(deployed)

@@ -1,4 +1,4 @@
-"""The deploy function refuses a malformed step event naming the field, before any AWS call."""
+"""The deploy function refuses a malformed step event naming the field or setting, before any AWS call."""
 
 from __future__ import annotations
 
@@ -28,9 +28,21 @@ def handler(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
 )
 def test_a_release_without_a_package_arn_names_the_field(handler: ModuleType, event: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="package_arn: the release step needs"):
-        handler._step(event)
+        handler.steps.run(event)
 
 
 def test_an_unknown_step_is_named(handler: ModuleType) -> None:
-    with pytest.raises(ValueError, match="'ship' is not one of release, check, promote, rollback"):
-        handler._step({"step": "ship"})
+    with pytest.raises(ValueError, match="'ship' is not one of release, check, promote, rollback, endpoint_check"):
+        handler.steps.run({"step": "ship"})
+
+
+def test_an_endpoint_step_without_an_endpoint_names_the_setting(handler: ModuleType) -> None:
+    # Given a deploy function configured for the predict alias only  When an endpoint step arrives
+    # Then it names the missing setting instead of calling SageMaker
+    with pytest.raises(ValueError, match="CNAI_DEPLOY_ENDPOINT"):
+        handler.steps.run({"step": "endpoint_probe", "release": {}})
+
+
+def test_a_step_without_its_state_names_the_field(handler: ModuleType) -> None:
+    with pytest.raises(ValueError, match="release: step check needs it as an object, got NoneType"):
+        handler.steps.run({"step": "check"})
