@@ -10,7 +10,7 @@ LOCAL := .local
 # Two workers, one test file per worker (module fixtures such as a synthesized app are built once per file).
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: lock help setup run train-quick bench-pipeline test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-ingest bench-serve clean
+.PHONY: lock help setup run train-quick bench-pipeline test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-augment bench-ingest bench-serve clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ workflow-picture: setup ## draw the "train" state machine from its synthesized d
 
 bench-distill: setup ## full BANKING77 factory run: teacher vs student table + reports/bench-distill.json
 	$(PY) -m models.bench_distill --data $(DATA) --out reports
+
+bench-augment: setup ## student accuracy with and without generated rows, 10 per intent and all data + reports/bench-augment.json
+	$(PY) -m bench.augment --data $(DATA) --out reports $(ARGS)
 
 bench-serve: setup ## serving figures (handler latency, cold init, size, cnai serve vs a transformers peer) + reports/bench-serve.json
 	test -d build/layers/runtime/python || $(MAKE) layers
