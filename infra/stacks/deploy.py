@@ -8,6 +8,12 @@ version loads the approved package's tar, not the one `cdk deploy` configured.
 
 Ownership of the function and its alias (docs/deploy.md): CloudFormation creates the alias once; this
 workflow alone moves it. Outputs with stable ids: DeployStateMachineArn, DeployRuleName, DeployFunctionName.
+
+When the served model is routed to SageMaker Serverless (`cnai:serving.endpoint.route`), `endpoint` is the
+serving stack's SageMakerServerless and releases go to it (cnai.deploy.endpoint): the deploy function gets the
+endpoint's image, execution role, container environment and capacity (so a released Model runs what the
+bootstrap runs), and may touch that endpoint, the Models and EndpointConfigs named `<endpoint>-p*`, and pass
+that one execution role to SageMaker; the execution role may read registered artifacts.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from cnai.deploy.endpoint import ours
 from cnai.deploy.events import approval_pattern
 from cnai.settings import environment_for
 from functions.deploy_model.settings import DeployFunctionSettings
@@ -32,6 +39,7 @@ from infra.constructs.nag import acknowledge
 from infra.constructs.nag_findings import allow, finding, imported
 from infra.constructs.python_function import PythonFunction, logs_key
 from infra.constructs.runtime_layer import RuntimeLayer
+from infra.constructs.sagemaker_serverless import SageMakerServerless, serving_image
 from infra.constructs.training_workflow import OUTPUT
 
 
@@ -52,6 +60,7 @@ class DeployStack(cdk.Stack):
         serving_topic: sns.ITopic,
         artifacts: s3.IBucket,
         artifacts_key: kms.IKey,
+        endpoint: SageMakerServerless | None = None,
         layer_code: lambda_.Code | None = None,
         function_code: lambda_.Code | None = None,
         **kwargs: Any,
@@ -100,6 +109,7 @@ class DeployStack(cdk.Stack):
                 metrics_namespace=settings.project,
                 metrics_service=predict_service,
                 alarm_topic_arn=topic_arn,
+                **self._endpoint_environment(settings, endpoint),
             ),
             metrics_namespace=settings.project,
             layers=[layer.layer],
@@ -109,6 +119,8 @@ class DeployStack(cdk.Stack):
             code=function_code,
         )
         self._grant(function_arn, function_name, alias, predict_key, artifacts, artifacts_key, group, predict_role)
+        if endpoint is not None:
+            self._grant_endpoint(endpoint, artifacts, artifacts_key)
 
         self.workflow = DeployWorkflow(
             self,
@@ -209,3 +221,70 @@ class DeployStack(cdk.Stack):
         )
         policy.attach_to_role(predict_role)
         acknowledge(policy, "AwsSolutions-IAM5", reason, findings=[finding(policy, artifact_objects)])
+
+    def _endpoint_environment(self, settings: Settings, endpoint: SageMakerServerless | None) -> dict[str, Any]:
+        """The deploy function's endpoint settings: what every released Model is made of (the bootstrap's image,
+        role, container environment and capacity). Empty when releases go to the predict alias."""
+        if endpoint is None:
+            return {}
+        container = endpoint.model.primary_container
+        environment = dict(getattr(container, "environment", None) or {})
+        e = settings.serving.endpoint
+        return {
+            "endpoint_name": endpoint.endpoint_name,
+            # Looked up again here: a region-token stack's image is a CfnMapping, which cannot cross stacks.
+            "endpoint_image": serving_image(self, e.image_uri).uri,
+            "endpoint_role_arn": imported(self, endpoint.role, endpoint.role.role_arn),
+            "endpoint_memory_mb": e.memory_mb,
+            "endpoint_max_concurrency": e.max_concurrency,
+            "endpoint_environment": environment,
+        }
+
+    def _grant_endpoint(self, endpoint: SageMakerServerless, artifacts: s3.IBucket, artifacts_key: kms.IKey) -> None:
+        """The endpoint path's permissions: that endpoint, our `<endpoint>-p*` Models and EndpointConfigs, passing
+        the endpoint's execution role to SageMaker; and that role reading registered artifacts."""
+        role, stack = self.function.role, cdk.Stack.of(self)
+        name = endpoint.endpoint_name
+
+        def arn(resource: str, resource_name: str) -> str:  # SageMaker ARNs carry names in lower case
+            return stack.format_arn(service="sagemaker", resource=resource, resource_name=resource_name.lower())
+
+        allow(role, sid="ServedEndpoint",
+              actions=["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:InvokeEndpoint"],
+              resources=[arn("endpoint", name)])  # fmt: skip
+        released = f"Released Models and EndpointConfigs are named per package and release at run time, {ours(name)}"
+        released += "<version>-<stamp>: only ours (never the stack's bootstrap"
+        allow(role, sid="ReleasedModels",
+              actions=["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel"],
+              resources=[arn("model", f"{ours(name)}*")],
+              wildcard_reason=f"{released} Model).")  # fmt: skip
+        allow(role, sid="ReleasedEndpointConfigs",
+              actions=["sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig",
+                       "sagemaker:DeleteEndpointConfig"],
+              resources=[arn("endpoint-config", f"{ours(name)}*")],
+              wildcard_reason=f"{released} config).")  # fmt: skip
+        allow(role, sid="ListEndpointConfigs", actions=["sagemaker:ListEndpointConfigs"], resources=["*"],
+              wildcard_reason="sagemaker:ListEndpointConfigs has no resource type (IAM requires '*'); the deploy "
+              "function lists its own configurations by name to keep the newest and delete older ones.")  # fmt: skip
+        serving_role = iam.Role.from_role_arn(
+            self, "EndpointRole", imported(self, endpoint.role, endpoint.role.role_arn), mutable=True
+        )
+        allow(role, sid="PassEndpointRole", actions=["iam:PassRole"], resources=[serving_role.role_arn],
+              conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})  # fmt: skip
+        # A released Model loads the approved package's tar: the endpoint's role may read registered artifacts.
+        objects = artifacts.arn_for_objects(f"{OUTPUT}/*")
+        policy = iam.Policy(self, "EndpointReadsRegisteredModels")
+        policy.add_statements(
+            iam.PolicyStatement(sid="ReadRegisteredModels", actions=["s3:GetObject", "s3:GetObjectVersion"],
+                                resources=[objects]),
+            iam.PolicyStatement(sid="DecryptRegisteredModels", actions=["kms:Decrypt"],
+                                resources=[artifacts_key.key_arn]),
+        )  # fmt: skip
+        policy.attach_to_role(serving_role)
+        acknowledge(
+            policy,
+            "AwsSolutions-IAM5",
+            f"Registered model tars are written by SageMaker under {OUTPUT}/<training job>/output/ (job names per "
+            "run): the fixed prefix of the artifacts bucket, nothing else.",
+            findings=[finding(policy, objects)],
+        )

@@ -123,3 +123,62 @@ def test_a_redeploy_cannot_move_the_alias(app_templates: dict[str, dict[str, ass
     assert first.to_json()["Resources"][bootstrap_id]["Properties"] != {} and "CodeSha256" not in json.dumps(
         versions[0]
     )
+
+
+# ---- a model routed to SageMaker Serverless (the "variant" app: cnai:serving.endpoint.route=true)
+
+ENDPOINT = "cnai-dev-banking77"
+
+
+def deploy_env(template: assertions.Template) -> dict[str, Any]:
+    functions = template.find_resources("AWS::Lambda::Function")
+    [env] = [f["Properties"]["Environment"]["Variables"] for f in functions.values()
+             if f["Properties"]["Handler"] == "functions.deploy_model.handler.handler"]  # fmt: skip
+    return dict(env)
+
+
+def test_the_state_machine_has_the_endpoint_branch(deploy: assertions.Template) -> None:
+    # Given the synthesized deploy state machine  Then the endpoint path's states are in it, waits included
+    _, machine = only(deploy, "AWS::StepFunctions::StateMachine")
+    definition = json.dumps(machine["DefinitionString"])
+    for state in ("WaitInService", "CheckEndpoint", "InService?", "HealthCheck", "Finish", "EndpointRollback",
+                  "WaitRestored", "CheckRestored", "EndpointRolledBack", "EndpointRollbackFailed"):  # fmt: skip
+        assert f'\\"{state}\\"' in definition, state
+    assert "EndpointBusyError" in definition  # an update in progress is retried by the state, not slept on
+
+
+def test_a_routed_model_releases_to_its_endpoint_with_the_bootstrap_image_role_and_capacity(
+    app_templates: dict[str, dict[str, assertions.Template]],
+) -> None:
+    # Given the app with the model routed to the endpoint, and the default app
+    routed, plain = (deploy_env(app_templates[name]["deploy"]) for name in ("variant", "default"))
+    # Then only the routed one names the endpoint, with what a released Model is made of
+    assert "CNAI_DEPLOY_ENDPOINT" not in plain
+    assert routed["CNAI_DEPLOY_ENDPOINT"] == ENDPOINT
+    assert "pytorch-inference" in json.dumps(routed["CNAI_ENDPOINT_IMAGE"])
+    assert "Fn::ImportValue" in json.dumps(routed["CNAI_ENDPOINT_ROLE_ARN"])
+    assert (routed["CNAI_ENDPOINT_MEMORY_MB"], routed["CNAI_ENDPOINT_MAX_CONCURRENCY"]) == ("2048", "5")
+    assert json.loads(routed["CNAI_ENDPOINT_CONTAINER_ENV"])["SAGEMAKER_PROGRAM"] == "inference.py"
+
+
+def test_the_endpoint_path_may_touch_only_its_endpoint_our_models_and_configs_and_pass_one_role(
+    app_templates: dict[str, dict[str, assertions.Template]],
+) -> None:
+    routed, plain = app_templates["variant"]["deploy"], app_templates["default"]["deploy"]
+    by_sid = {s.get("Sid"): s for s in statements(routed, "DeployRole")}
+    # The endpoint itself (lower case: SageMaker's ARNs), for describe, update and the health check
+    endpoint = by_sid["ServedEndpoint"]
+    assert f"endpoint/{ENDPOINT}" in json.dumps(endpoint["Resource"]) and "*" not in json.dumps(endpoint["Resource"])
+    assert "sagemaker:InvokeEndpoint" in endpoint["Action"] and "sagemaker:UpdateEndpoint" in endpoint["Action"]
+    # Models and configurations named <endpoint>-p* only
+    assert f"model/{ENDPOINT}-p*" in json.dumps(by_sid["ReleasedModels"]["Resource"])
+    assert f"endpoint-config/{ENDPOINT}-p*" in json.dumps(by_sid["ReleasedEndpointConfigs"]["Resource"])
+    # PassRole: the endpoint's execution role, to SageMaker only
+    passing = by_sid["PassEndpointRole"]
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert "Fn::ImportValue" in json.dumps(passing["Resource"])
+    assert not any("sagemaker:*" in json.dumps(s["Action"]) for s in by_sid.values())
+    # ... and the execution role reads registered artifacts; the alias-only app grants none of this
+    reads = {s.get("Sid"): s for s in statements(routed, "EndpointReadsRegisteredModels")}
+    assert "training/*" in json.dumps(reads["ReadRegisteredModels"]["Resource"])
+    assert not {"ServedEndpoint", "PassEndpointRole"} & {s.get("Sid") for s in statements(plain, "DeployRole")}
