@@ -68,6 +68,8 @@ def build(app: cdk.App, settings: Settings | None = None) -> dict[str, cdk.Stack
             serving_topic=serving.monitoring.topic,  # type: ignore[attr-defined]
             artifacts=training.artifacts,  # type: ignore[attr-defined]
             artifacts_key=training.key,  # type: ignore[attr-defined]
+            # A model routed to SageMaker Serverless is released to its endpoint instead of the alias.
+            endpoint=serving.endpoint if settings.serving.endpoint.route else None,  # type: ignore[attr-defined]
             env=env,
             description="cnai deploy: approval rule, deploy workflow (canary on the predict alias, rollback)",
         )
