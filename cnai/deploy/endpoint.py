@@ -20,8 +20,10 @@ after `timeout_s`), then a probe (InvokeEndpoint with one text) must answer a we
 identity (model name and registry version). Any failure returns the endpoint to the previous configuration,
 waits for it to be InService, and marks the package Rejected with the reason, as the Lambda path does.
 
-After a success the replaced configuration is kept: the `keep` newest configurations of ours besides the serving
-one stay (with their Models), for `cnai models rollback NAME --to V --endpoint E`, and older ones are deleted.
+After a success the replaced configuration is kept: the `keep` newest configurations this one replaced, release
+after release, stay (with their Models), for `cnai models rollback NAME --to V --endpoint E`; older ones are
+deleted. Each released Model is tagged with the configuration it replaced, and Finish follows those links:
+ListEndpointConfigs has no resource-level permission, and the deploy role is granted nothing on '*'.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"
 BROKEN = frozenset({"Failed", "UpdateRollbackFailed", "OutOfService", "Deleting"})
 NAME_MAX = 63  # SageMaker's limit for Model and EndpointConfig names
 HEAD_MAX = 40  # the endpoint part of our names: leaves room for -p<version>-<stamp>
+CHAIN_SLACK = 5  # links walked past `keep`: what an earlier failed cleanup may have left
+REPLACES_TAG = "cnai:replaces"  # on each released Model: the configuration the release replaced
 
 
 class EndpointBusyError(DeployError):
@@ -196,7 +200,10 @@ def release(clients: Clients, target: EndpointTarget, package_arn: str, *, clock
     name = resource_name(target.endpoint, version.version, clock())
     container = {"Image": spec.image, "ModelDataUrl": version.model_data,
                  "Environment": {**spec.environment, **pinned}}  # fmt: skip
-    sm.create_model(ModelName=name, ExecutionRoleArn=spec.role_arn, PrimaryContainer=container)
+    # The configuration this one replaces, on the Model: Finish walks these links to find what to keep and
+    # delete (ListEndpointConfigs has no resource-level permission; the deploy role lists nothing).
+    sm.create_model(ModelName=name, ExecutionRoleArn=spec.role_arn, PrimaryContainer=container,
+                    Tags=[{"Key": REPLACES_TAG, "Value": current}])  # fmt: skip
     key = {"KmsKeyId": spec.kms_key_id} if spec.kms_key_id else {}
     serverless = {"MemorySizeInMB": spec.memory_mb, "MaxConcurrency": spec.max_concurrency}
     sm.create_endpoint_config(
@@ -261,7 +268,8 @@ def probe(clients: Clients, target: EndpointTarget, state: dict[str, Any]) -> di
 
 def our_configs(clients: Clients, endpoint: str) -> list[str]:
     """This workflow's configurations for `endpoint`, newest first (by the stamp in the name: creation times of
-    configurations made within the same second tie)."""
+    configurations made within the same second tie). Lists: for a person's credentials (rollback by command),
+    not the deploy role's."""
     sm, names = clients.registry.sm, []
     for page in sm.get_paginator("list_endpoint_configs").paginate(NameContains=ours(endpoint)):
         names += [str(c["EndpointConfigName"]) for c in page.get("EndpointConfigs", [])]
@@ -269,20 +277,38 @@ def our_configs(clients: Clients, endpoint: str) -> list[str]:
     return sorted(mine, key=lambda n: int(n.rsplit("-", 1)[-1], 36), reverse=True)
 
 
+def replaced_chain(clients: Clients, target: EndpointTarget, start: str, limit: int) -> list[str]:
+    """Our configurations from `start` back through what each one replaced (its Model's REPLACES_TAG), newest
+    first, at most `limit`; the walk stops at a configuration that is not ours (the bootstrap) or is gone."""
+    sm, name = clients.registry.sm, start
+    chain: list[str] = []
+    while package_of(name, target.endpoint) is not None and name not in chain and len(chain) < limit:
+        try:
+            arn = sm.describe_model(ModelName=name)["ModelArn"]
+            tags = {t["Key"]: t["Value"] for t in sm.list_tags(ResourceArn=arn).get("Tags", [])}
+        except sm.exceptions.ClientError:
+            break  # deleted by an earlier Finish (or by a person): nothing older is ours to manage from here
+        chain.append(name)
+        name = str(tags.get(REPLACES_TAG, ""))
+    return chain
+
+
 def finish(clients: Clients, target: EndpointTarget, state: dict[str, Any]) -> dict[str, Any]:
-    """The release serves: keep the `keep` newest of our other configurations (rollback targets), delete the
-    older ones and their Models. Cleanup is best effort: a failure is reported, it never undoes the release."""
+    """The release serves: of the configurations it replaced (the chain of releases before it), keep the `keep`
+    newest as rollback targets and delete the older ones with their Models. Cleanup is best effort: a failure
+    is reported, it never undoes the release. A rolled-back release's configuration is not in any chain: it is
+    kept for investigation (its name is in the package's ApprovalDescription)."""
     sm, serving = clients.registry.sm, str(state["config"])
-    others = [n for n in our_configs(clients, target.endpoint) if n != serving]
+    chain = replaced_chain(clients, target, str(state["previous_config"]), target.keep + CHAIN_SLACK)
     deleted, errors = [], []
-    for name in others[target.keep :]:
+    for name in chain[target.keep :]:
         try:
             sm.delete_endpoint_config(EndpointConfigName=name)
             sm.delete_model(ModelName=name)
             deleted.append(name)
         except sm.exceptions.ClientError as exc:
             errors.append(f"{name}: {exc}"[:300])
-    return {"serving": serving, "package_version": state["package_version"], "kept": others[: target.keep],
+    return {"serving": serving, "package_version": state["package_version"], "kept": chain[: target.keep],
             "deleted": deleted, "cleanup_errors": errors}  # fmt: skip
 
 

@@ -255,7 +255,8 @@ class DeployStack(cdk.Stack):
         released = f"Released Models and EndpointConfigs are named per package and release at run time, {ours(name)}"
         released += "<version>-<stamp>: only ours (never the stack's bootstrap"
         allow(role, sid="ReleasedModels",
-              actions=["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel"],
+              actions=["sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel",
+                       "sagemaker:AddTags", "sagemaker:ListTags"],
               resources=[arn("model", f"{ours(name)}*")],
               wildcard_reason=f"{released} Model).")  # fmt: skip
         allow(role, sid="ReleasedEndpointConfigs",
@@ -263,9 +264,6 @@ class DeployStack(cdk.Stack):
                        "sagemaker:DeleteEndpointConfig"],
               resources=[arn("endpoint-config", f"{ours(name)}*")],
               wildcard_reason=f"{released} config).")  # fmt: skip
-        allow(role, sid="ListEndpointConfigs", actions=["sagemaker:ListEndpointConfigs"], resources=["*"],
-              wildcard_reason="sagemaker:ListEndpointConfigs has no resource type (IAM requires '*'); the deploy "
-              "function lists its own configurations by name to keep the newest and delete older ones.")  # fmt: skip
         serving_role = iam.Role.from_role_arn(
             self, "EndpointRole", imported(self, endpoint.role, endpoint.role.role_arn), mutable=True
         )

@@ -35,6 +35,7 @@ DEPLOY_TIME = {
     # the deploy stack's (imported from the serving stack)
     "function_name": "cnai-dev-serving-PredictFunction1A2B3C",
     "alarm_topic_arn": "arn:aws:sns:us-east-1:123456789012:cnai-dev-serving-MonitoringTopic1A2B3C",
+    "endpoint_role_arn": "arn:aws:iam::123456789012:role/cnai-dev-serving-ServerlessRole1A2B3C",
 }
 
 
