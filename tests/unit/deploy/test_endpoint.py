@@ -1,10 +1,8 @@
 """The serverless endpoint path's steps (cnai.deploy.endpoint) on moto's SageMaker, extended by cnai.local.sagemaker
-with UpdateEndpoint and an InvokeEndpoint that reaches a container stand-in: it answers as cnai.serving.sagemaker
-does, with the identity the Model's environment pins (CNAI_MODEL_NAME, CNAI_MODEL_PACKAGE_VERSION)."""
+with UpdateEndpoint and an InvokeEndpoint that reaches a container stand-in (world.container)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,24 +14,13 @@ from cnai.deploy import endpoint
 from cnai.deploy.canary import Clients, DeployError
 from cnai.deploy.endpoint import EndpointModel, EndpointTarget, EndpointUnhealthyError
 from cnai.local.sagemaker import LocalEndpoints
-from tests.unit.deploy.world import MODEL, World
+from tests.unit.deploy.world import MODEL, World, container
 
 ENDPOINT = "cnai-dev-banking77"
 ROLE = "arn:aws:iam::123456789012:role/cnai-dev-serverless"
 BOOT_MODEL, BOOT_CONFIG = "ServerlessModelA1B2-xyz", "ServerlessConfigC3D4-xyz"
 SERVERLESS = {"MemorySizeInMB": 2048, "MaxConcurrency": 5}
 CONTAINER_ENV = {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}
-
-
-def container(model: dict[str, Any], body: bytes) -> bytes:
-    """SageMaker's container running cnai.serving.sagemaker: one prediction per input, the pinned identity."""
-    env = model["PrimaryContainer"].get("Environment") or {}
-    texts = json.loads(body)["inputs"]
-    predictions = [{"label": "card_arrival", "score": 0.9, "top_k": [{"label": "card_arrival", "score": 0.9}]}
-                   for _ in texts]  # fmt: skip
-    return json.dumps({"model": env.get("CNAI_MODEL_NAME", "model"), "version": "abc123", "backend": "local",
-                       "package_version": env.get("CNAI_MODEL_PACKAGE_VERSION"),
-                       "predictions": predictions}).encode()  # fmt: skip
 
 
 class Clock:

@@ -50,3 +50,15 @@ def dummy_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("handler.py", "def handler(e, c):\n    return e\n")
     return buffer.getvalue()
+
+
+def container(model: dict[str, Any], body: bytes) -> bytes:
+    """SageMaker's container running cnai.serving.sagemaker, as cnai.local.sagemaker calls it: one prediction per
+    input, answered with the identity the Model's environment pins (CNAI_MODEL_NAME, CNAI_MODEL_PACKAGE_VERSION)."""
+    env = model["PrimaryContainer"].get("Environment") or {}
+    texts = json.loads(body)["inputs"]
+    predictions = [{"label": "card_arrival", "score": 0.9, "top_k": [{"label": "card_arrival", "score": 0.9}]}
+                   for _ in texts]  # fmt: skip
+    return json.dumps({"model": env.get("CNAI_MODEL_NAME", "model"), "version": "abc123", "backend": "local",
+                       "package_version": env.get("CNAI_MODEL_PACKAGE_VERSION"),
+                       "predictions": predictions}).encode()  # fmt: skip
