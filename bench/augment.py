@@ -57,10 +57,21 @@ def fewshot_file(source: Path, target: Path, per_intent: int, seed: int) -> Path
     return target
 
 
-def run_cell(train: Path, test: Path, work: Path, flags: list[str], resume: bool) -> dict[str, Any]:
-    """One factory run; its student's test accuracy, the generation summary (if any) and its duration."""
+def run_cell(
+    train: Path, test: Path, work: Path, flags: list[str], resume: bool, teacher_from: Path | None = None
+) -> dict[str, Any]:
+    """One factory run; its student's test accuracy, the generation summary (if any) and its duration.
+
+    `teacher_from`: the checkpoint folder of the same setting's real-only cell. The teacher is fine-tuned on
+    the real rows in both cells (augmentation comes after it), so its checkpoint is reused rather than trained
+    twice; train.py resumes it only when its fingerprint matches this run's teacher settings and data.
+    """
     if work.exists() and not resume:
         shutil.rmtree(work)
+    if teacher_from is not None and (teacher_from / "teacher.pt").is_file():
+        (work / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if not (work / "checkpoints" / "teacher.pt").is_file():
+            shutil.copyfile(teacher_from / "teacher.pt", work / "checkpoints" / "teacher.pt")
     started = time.perf_counter()
     code = train_main(
         [
@@ -84,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/datasets/banking77"))
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--settings", default="fewshot,full", help="comma-separated: fewshot, full")
+    parser.add_argument("--variants", default="real,augmented", help="comma-separated: real, augmented")
     parser.add_argument("--per-label", type=int, default=20, help="generated utterances asked per intent")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--resume", action="store_true", help="keep checkpoints and generated rows of a run")
@@ -104,8 +116,17 @@ def main(argv: list[str] | None = None) -> int:
         if setting == "fewshot":
             train = fewshot_file(train, work / "fewshot-train.csv", FEWSHOT_PER_INTENT, args.seed)
         for variant, flags in (("real", []), ("augmented", ["--augment_per_label", str(args.per_label)])):
+            if variant not in args.variants.split(","):
+                continue
             cell = f"{setting}_{variant}"
-            result = run_cell(train, test, work / cell, [*flags, "--seed", str(args.seed), *args.extra], args.resume)
+            result = run_cell(
+                train,
+                test,
+                work / cell,
+                [*flags, "--seed", str(args.seed), *args.extra],
+                args.resume,
+                work / f"{setting}_real" / "checkpoints" if variant == "augmented" else None,
+            )
             result["flags"] = [*flags, *args.extra]
             figures["cells"][cell] = result
             figures[cell] = result["accuracy"]

@@ -172,6 +172,7 @@ def build_prompts(train: LabeledData, recipe: Recipe) -> list[Prompt]:
 
 
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]+|\(?\d{1,2}[.):]|message\s*\d*\s*:)\s*", re.IGNORECASE)
+_EMPHASIS = re.compile(r"\*\*|__")
 _QUOTES = "\"'\u201c\u201d\u2018\u2019`"
 
 
@@ -182,8 +183,8 @@ def parse_candidates(output: str) -> list[str]:
     """
     found = []
     for line in output.splitlines():
-        text = _BULLET.sub("", normalize_text(line)).strip().strip(_QUOTES).strip()
-        if text and not text.endswith(":"):
+        text = _BULLET.sub("", _EMPHASIS.sub("", normalize_text(line))).strip().strip(_QUOTES).strip()
+        if text and not text.endswith(":") and not re.fullmatch(r"message\s*\d*", text, re.IGNORECASE):
             found.append(text)
     return found
 
@@ -350,9 +351,18 @@ def load_complete(uri: str) -> tuple[Complete, str]:
             top_p=sampling.top_p,
             seed=sampling.seed,
         )
-        return generator.generate(messages, params).text
+        generation = generator.generate(messages, params)
+        return without_cut_line(generation.text, generation.finish_reason == "length")
 
-    return complete, generator.identity
+    return complete, str(generator.identity)
+
+
+def without_cut_line(text: str, cut: bool) -> str:
+    """A generation stopped by max_new_tokens ends mid-utterance ("I'm having a"): drop that last line."""
+    if not cut:
+        return text
+    lines = text.rstrip().splitlines()
+    return "\n".join(lines[:-1])
 
 
 def as_labeled(rows: Sequence[GeneratedRow], source: str, sha256: str) -> LabeledData:

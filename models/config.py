@@ -76,7 +76,9 @@ class HyperParameters(BaseModel):
     kd_hidden_weight: float = Field(1.0, ge=0, description="weight of pooled hidden-state transfer (MSE)")
     # synthetic rows (models/augment.py): generated after the teacher's fine-tune, judged by it, distilled on
     augment_per_label: int = Field(0, ge=0, description="generated utterances asked per label (0: no augmentation)")
-    augment_generator: str = Field("default", description="cnai.generate URI ('default': the bundled SmolLM2)")
+    augment_generator: str = Field(
+        "onnx:bundled", description="cnai.generate URI (default: the bundled SmolLM2 as int4 ONNX, fast on CPU)"
+    )
     augment_per_prompt: int = Field(5, ge=1, description="utterances asked of one generation")
     augment_examples: int = Field(4, ge=1, description="real utterances of the label shown in each prompt")
     augment_temperature: float = Field(0.8, gt=0)

@@ -18,6 +18,7 @@ from models.augment import (
     build_prompts,
     judge,
     parse_candidates,
+    without_cut_line,
 )
 
 LABELS = ["card_arrival", "lost_card"]
@@ -116,6 +117,7 @@ def test_prompts_are_seeded_show_real_examples_and_hash_what_they_ask() -> None:
         ),
         ("  \n\n", []),
         ("Message 1: my card is late", ["my card is late"]),
+        ('**Message 1**\n"Where is my card?"', ["Where is my card?"]),
     ],
 )
 def test_parse_candidates_strips_numbering_bullets_quotes_and_list_headers(output: str, expected: list[str]) -> None:
@@ -139,3 +141,8 @@ def test_whole_stage_counts_every_candidate_once() -> None:
     assert outcome.dropped == Counter({"duplicate_exact": 2, "pii": 2})
     assert {r.verdict for r in outcome.kept} == {"agrees", "soft"}
     assert all(r.provenance.generator == "scripted" and len(r.provenance.prompt_sha256) == 64 for r in outcome.kept)
+
+
+def test_a_generation_cut_by_its_token_budget_loses_its_unfinished_last_line() -> None:
+    assert without_cut_line("Where is my card?\nI'm having a", cut=True) == "Where is my card?"
+    assert without_cut_line("Where is my card?\nIs it lost?", cut=False) == "Where is my card?\nIs it lost?"
