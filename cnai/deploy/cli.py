@@ -1,4 +1,5 @@
-"""`cnai models approve | reject | rollback | promote`: act on the registry and the predict alias, and write
+"""`cnai models approve | reject | rollback | promote`: act on the registry and the predict alias (or, for
+`rollback --endpoint`, the SageMaker Serverless endpoint the model is routed to), and write
 each action (who, what, when, why) to the audit trail. Registered on the `cnai models` group of
 cnai/registry/cli.py (the registry's read-only commands live there; these live here because they reach the
 alias and the audit trail, which sit beside or above the registry in the import layers).
@@ -20,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
 from cnai.audit.trail import Action, Auditor, AuditRecord, Caller, new_request_id, now_iso, sink_from_uri
-from cnai.deploy import canary
+from cnai.deploy import canary, endpoint
 from cnai.errors import CnaiError
 from cnai.registry.cli import PrefixOption, models_app
 
@@ -33,6 +34,11 @@ FunctionOption = Annotated[
     str | None, typer.Option("--function", help="predict function name or ARN (default: $CNAI_PREDICT_FUNCTION)")
 ]
 AliasOption = Annotated[str, typer.Option("--alias", help="the alias that serves")]
+EndpointOption = Annotated[
+    str | None,
+    typer.Option("--endpoint", help="the SageMaker Serverless endpoint the model is routed to: roll back its "
+                 "configuration (to one the deploy workflow kept) instead of the alias"),
+]  # fmt: skip
 ReasonOption = Annotated[str, typer.Option("--reason", help="why (kept in the audit record and the registry)")]
 
 
@@ -146,14 +152,20 @@ def rollback(
     reason: ReasonOption = "",
     function: FunctionOption = None,
     alias: AliasOption = "live",
+    endpoint_name: EndpointOption = None,
     prefix: PrefixOption = None,
     audit: AuditOption = None,
 ) -> None:
-    """All traffic of the alias back to the function version that served registry version --to."""
+    """All traffic of the alias back to the function version that served registry version --to (with --endpoint:
+    the endpoint back to the kept configuration of that version; it is Updating when the command returns)."""
 
     def act() -> dict[str, Any]:
-        target = _target(name, function, alias)
         clients = canary.Clients.default(prefix)
+        if endpoint_name:
+            before = clients.registry.sm.describe_endpoint(EndpointName=endpoint_name)["EndpointConfigName"]
+            config = endpoint.rollback_to(clients, endpoint_name, to)
+            return {"package_version": to, "endpoint_config": config, "previous_endpoint_config": before}
+        target = _target(name, function, alias)
         before = canary.get_alias(clients, target)
         version = canary.rollback_to(clients, target, to)
         return {"package_version": to, "function_version": version,

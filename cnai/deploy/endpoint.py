@@ -347,19 +347,20 @@ def rollback_from_state(clients: Clients, whole: dict[str, Any], *, clock: Clock
     return rollback(clients, (whole.get("release") or {}).get("result") or {}, reason, clock=clock)
 
 
-def rollback_to(clients: Clients, target: EndpointTarget, package_version: int) -> str:
-    """A person's rollback: the endpoint onto the newest kept configuration of `package_version` (the package
-    keeps its approval). Returns that configuration; the endpoint is Updating when this returns."""
-    kept = [n for n in our_configs(clients, target.endpoint) if package_of(n, target.endpoint) == package_version]
+def rollback_to(clients: Clients, endpoint: str, package_version: int) -> str:
+    """A person's rollback: `endpoint` onto the newest kept configuration of `package_version` (the package keeps
+    its approval). Returns that configuration; the endpoint is Updating when this returns."""
+    configs = our_configs(clients, endpoint)
+    kept = [n for n in configs if package_of(n, endpoint) == package_version]
     if not kept:
-        known = sorted({v for n in our_configs(clients, target.endpoint) if (v := package_of(n, target.endpoint))})
+        known = sorted({v for n in configs if (v := package_of(n, endpoint)) is not None})
         raise DeployError(
-            f"endpoint {target.endpoint}: no kept configuration serves package version {package_version} (kept: "
+            f"endpoint {endpoint}: no kept configuration serves package version {package_version} (kept: "
             f"{', '.join(map(str, known)) or 'none'}); approve it to release it again"
         )
     sm = clients.registry.sm
-    status = str(sm.describe_endpoint(EndpointName=target.endpoint)["EndpointStatus"])
+    status = str(sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"])
     if status in IN_PROGRESS:
-        raise EndpointBusyError(f"endpoint {target.endpoint} is {status}: roll back once that ends")
-    sm.update_endpoint(EndpointName=target.endpoint, EndpointConfigName=kept[0])
+        raise EndpointBusyError(f"endpoint {endpoint} is {status}: roll back once that ends")
+    sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=kept[0])
     return kept[0]

@@ -1,16 +1,18 @@
-"""`cnai models approve | reject | rollback | promote`: each acts on the registry or the alias and leaves one
-audit record (who, what, when, why), a failed action included."""
+"""`cnai models approve | reject | rollback | promote`: each acts on the registry, the alias or a routed endpoint
+and leaves one audit record (who, what, when, why), a failed action included."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import boto3
 from typer.testing import CliRunner
 
 from cnai.audit.trail import read_records, verify_chain
 from cnai.cli import app
-from cnai.deploy import canary
-from tests.unit.deploy.world import FUNCTION, PREFIX, World
+from cnai.deploy import canary, endpoint
+from cnai.local.sagemaker import LocalEndpoints
+from tests.unit.deploy.world import FUNCTION, PREFIX, World, container
 
 runner = CliRunner()
 
@@ -72,3 +74,32 @@ def test_promote_without_a_function_names_the_missing_option(world: World, tmp_p
     monkeypatch.delenv("CNAI_PREDICT_FUNCTION", raising=False)
     code, out = models("promote", "banking77", audit=tmp_path / "a.jsonl")
     assert code == 2 and "--function" in out
+
+
+def test_rollback_by_command_moves_a_routed_endpoint_and_is_audited(world: World, tmp_path: Path) -> None:
+    # Given packages 1 then 2 released to a serverless endpoint (the deploy workflow's steps, keep 2)
+    sm, role = world.registry.sm, "arn:aws:iam::123456789012:role/serverless"
+    sm.create_model(ModelName="boot", ExecutionRoleArn=role, PrimaryContainer={"Image": "img"})
+    variant = {"VariantName": "AllTraffic", "ModelName": "boot",
+               "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 1}}  # fmt: skip
+    sm.create_endpoint_config(EndpointConfigName="boot", ProductionVariants=[variant])
+    sm.create_endpoint(EndpointName="ep", EndpointConfigName="boot")
+    clients = canary.Clients(world.clients.lambda_, world.clients.cloudwatch, world.clients.s3, world.registry,
+                             boto3.client("sagemaker-runtime"))  # fmt: skip
+    target = endpoint.EndpointTarget("ep", "banking77", endpoint.EndpointModel("img", role), interval_s=1)
+    audit = tmp_path / "audit.jsonl"
+    with LocalEndpoints(container, settle_after=0):
+        released = []
+        for job in ("job-1", "job-2"):
+            version = world.register(job, approved=True)
+            released.append(endpoint.release(clients, target, version.arn)["config"])
+        # When a person rolls back to package 1
+        code, out = models("rollback", "banking77", "--to", "1", "--endpoint", "ep", "--reason", "drift",
+                           audit=audit)  # fmt: skip
+        # Then the endpoint runs package 1's configuration again, and the record says from where to where
+        assert code == 0, out
+        assert sm.describe_endpoint(EndpointName="ep")["EndpointConfigName"] == released[0]
+    (record,) = read_records(audit)
+    assert record.action is not None and record.action.verb == "rollback" and record.action.reason == "drift"
+    assert record.action.detail["endpoint_config"] == released[0]
+    assert record.action.detail["previous_endpoint_config"] == released[1]

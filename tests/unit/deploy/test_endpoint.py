@@ -193,11 +193,11 @@ def test_finish_keeps_the_newest_replaced_configurations_and_a_person_can_roll_b
     with pytest.raises(ep.sm.exceptions.ClientError):
         ep.sm.describe_model(ModelName=released[0][1])
     # When a person rolls back to the second package  Then the endpoint moves to its kept configuration
-    config = endpoint.rollback_to(ep.clients, ep.target, released[1][0].version)
+    config = endpoint.rollback_to(ep.clients, ENDPOINT, released[1][0].version)
     assert config == released[1][1] and ep.shim.updates[-1] == (ENDPOINT, config)
     # ... and a package whose configuration is gone is refused, naming what is kept
     with pytest.raises(DeployError, match=r"no kept configuration serves package version 1 \(kept: 2, 3\)"):
-        endpoint.rollback_to(ep.clients, ep.target, released[0][0].version)
+        endpoint.rollback_to(ep.clients, ENDPOINT, released[0][0].version)
 
 
 def test_a_tar_overwritten_since_registration_is_refused(ep: Endpoint) -> None:
