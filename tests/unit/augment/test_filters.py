@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,14 +13,17 @@ from cnai.data.generated import Provenance
 from models.augment import (
     Candidate,
     CheapFilters,
+    Complete,
     Recipe,
     Sampling,
     augment,
     build_prompts,
     judge,
     parse_candidates,
+    stage,
     without_cut_line,
 )
+from models.config import HyperParameters
 
 LABELS = ["card_arrival", "lost_card"]
 TRAIN = LabeledData(
@@ -146,3 +150,32 @@ def test_whole_stage_counts_every_candidate_once() -> None:
 def test_a_generation_cut_by_its_token_budget_loses_its_unfinished_last_line() -> None:
     assert without_cut_line("Where is my card?\nI'm having a", cut=True) == "Where is my card?"
     assert without_cut_line("Where is my card?\nIs it lost?", cut=False) == "Where is my card?\nIs it lost?"
+
+
+def test_stage_generates_once_and_a_restarted_job_reads_the_cached_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a recipe that augments, and a scripted generator that counts its loads
+    loads: list[str] = []
+
+    def load(uri: str) -> tuple[Complete, str]:
+        loads.append(uri)
+        return (lambda messages, sampling: "Has the card I ordered been posted?\nMy card is lost, help"), "scripted:1"
+
+    monkeypatch.setattr("models.augment.load_complete", load)
+    hp = HyperParameters(augment_per_label=2, augment_per_prompt=2)
+    test = LabeledData(TEST, ["card_arrival"], "test.csv", "1" * 64, [("test.csv", 2)])
+
+    def teacher(texts: list[str]) -> np.ndarray:
+        return np.tile([0.2, 0.8], (len(texts), 1))
+
+    # When the stage runs, and runs again as a restarted job would
+    first, summary = stage(hp, TRAIN, test, LABELS, teacher, tmp_path, "f" * 64)
+    again, _ = stage(hp, TRAIN, test, LABELS, teacher, tmp_path, "f" * 64)
+    # Then the generator was loaded once, and both runs train on the same rows with the student's labels
+    assert loads == ["onnx:bundled"]
+    assert (again.texts, again.labels, again.sha256) == (first.texts, first.labels, first.sha256)
+    assert summary["generator"] == "scripted:1" and summary["generated_texts"] == 4
+    assert summary["kept_texts"] == len(first) and set(first.labels) <= set(LABELS)
+    # And with the teacher preferring lost_card, card_arrival rows were kept soft with the teacher's label
+    assert summary["kept_soft"] >= 1 and "lost_card" in first.labels
