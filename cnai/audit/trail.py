@@ -61,6 +61,17 @@ class OutputRecord(BaseModel):
     reason: str | None = None
 
 
+class GenerationAudit(BaseModel):
+    """What a generate call produced, without the text: the rendered prompt's and the output's sha256 (the
+    inputs list holds each message's), the token counts and why it stopped."""
+
+    prompt_sha256: str
+    output_sha256: str
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str
+
+
 class ChainLink(BaseModel):
     """Position of the record in its sink's hash chain. hash = sha256(prev + canonical record without hash)."""
 
@@ -101,6 +112,7 @@ class AuditRecord(BaseModel):
     error: str | None = None
     latency_ms: float
     action: Action | None = None  # operator actions only (cnai.deploy.cli)
+    generation: GenerationAudit | None = None  # generate calls only (cnai.serving.generate_api)
     chain: ChainLink | None = None
 
 
@@ -181,11 +193,13 @@ def record_from_event(
 
 
 def _dump(record: AuditRecord) -> dict[str, Any]:
-    """The record as JSON data; `action` only when set, so records written before it existed (and predict
-    records) keep the bytes, and the chain hashes, they were written with."""
+    """The record as JSON data; `action` and `generation` only when set, so records written before they existed
+    (and predict records) keep the bytes, and the chain hashes, they were written with."""
     data = record.model_dump(mode="json")
     if data.get("action") is None:
         data.pop("action", None)
+    if data.get("generation") is None:
+        data.pop("generation", None)
     return data
 
 
