@@ -45,12 +45,15 @@ class InferenceError(CnaiError):
 def model_fn(model_dir: str) -> ModelService:
     """Load and verify the artifact once per container (sha256 of every file against the model card).
 
-    The registry version comes from the Model's environment (the deploy workflow pins CNAI_MODEL_PACKAGE_VERSION
-    there): it is part of every answer's identity, which is how the workflow's health check knows the new model
-    answers (cnai.deploy.endpoint.probe)."""
+    The route name and the registry version come from the Model's environment when the deploy workflow pinned
+    them there (CNAI_MODEL_NAME, CNAI_MODEL_PACKAGE_VERSION; else the card's name, no registry version): they are
+    every answer's identity, which is how the workflow's health check knows the new model answers
+    (cnai.deploy.endpoint.probe)."""
     predictor = Predictor.from_dir(model_dir)
-    package_version = os.environ.get(ModelSource.model_fields["model_package_version"].alias or "") or None
-    return ModelService({predictor.name: LocalBackend(predictor, predictor.name, package_version)})
+    fields = ModelSource.model_fields
+    name = os.environ.get(fields["model_name"].alias or "") or predictor.name
+    package_version = os.environ.get(fields["model_package_version"].alias or "") or None
+    return ModelService({name: LocalBackend(predictor, name, package_version)})
 
 
 def input_fn(request_body: bytes | str, request_content_type: str) -> dict[str, Any]:
