@@ -37,10 +37,12 @@ from cnai.audit.trail import (
     sink_from_uri,
 )
 from cnai.errors import error_body
+from cnai.generate import GenerationError
 from cnai.model.identity import ModelId
 from cnai.model.predictor import Predictor
 from cnai.observability import logger, metric
 from cnai.serving.backends import Backend, BackendError, LocalBackend, SageMakerBackend
+from cnai.serving.generate_api import GENERATE_PATH, GENERATE_ROUTE, GenerateLimits, GenerateRoute, generation_error
 from cnai.serving.http import (
     BodyError,
     body_is_json,
@@ -77,6 +79,7 @@ PREDICT_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/predict/?$")
 # asked with another method). HEAD is answered wherever GET is, without a body.
 ROUTES: dict[str, tuple[str, ...]] = {
     "/v1/models/<model>/predict": ("POST",),
+    GENERATE_ROUTE: ("POST",),
     "/v1/models": ("GET", "HEAD"),
     "/v1/models/<model>": ("GET", "HEAD"),
     "/v1/health": ("GET", "HEAD"),
@@ -107,6 +110,7 @@ class Call:
     texts: list[str] | None = None
     outcome: Outcome | None = None
     error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # another route's state (generate: its Generation)
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,7 @@ ERRORS: dict[type[Exception], Callable[[Exception], ApiError]] = {
     UnknownModelError: lambda exc: ApiError(HTTPStatus.NOT_FOUND, "unknown_model", str(exc)),
     PayloadTooLargeError: _too_large,
     BackendError: _backend,
+    GenerationError: lambda exc: ApiError(*generation_error(exc)),
 }
 
 
@@ -193,12 +198,14 @@ class PredictApi:
         auditor: Auditor,
         init_ms: float | None = None,
         routing: Callable[[str], AliasRouting | None] | None = None,
+        generate: GenerateRoute | None = None,
     ) -> None:
         self.service = service
         self.auditor = auditor
         self.init_ms = init_ms  # reported once, as InitDuration, with the first request
         # `cnai serve --follow` (cnai.local.alias): the alias routing of a served name, shown by GET /v1/models/{model}
         self.routing = routing
+        self.generate = generate  # POST /v1/models/{model}/generate when a generator is served
         self._openapi: dict[str, Any] | None = None
         self.app = self._routes()
 
@@ -294,6 +301,9 @@ class PredictApi:
                     versions[name] = backend.kind
             return HealthResponse(status="ok", models=versions, cache=cache)
 
+        if self.generate is not None:
+            self.generate.register(app, self._call)
+
         @app.get("/v1/openapi.json", include_in_schema=False)
         def openapi() -> dict[str, Any]:
             return self.openapi_document()
@@ -364,9 +374,18 @@ class PredictApi:
             logger.exception("unhandled error outside the routes")
             call.error = "internal"
             response = error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal", INTERNAL, call.request_id)
-        if method == "POST" and PREDICT_PATH.match(str(event.get("path", ""))):
-            response = self._audit(call, response)
+        response = self._audit_if_audited(call, response)
         self._count()
+        return response
+
+    def _audit_if_audited(self, call: Call, response: dict[str, Any]) -> dict[str, Any]:
+        """Predict and generate calls are audited, whatever their outcome; other routes are not."""
+        method, path = call.event.get("httpMethod"), str(call.event.get("path", ""))
+        if method == "POST" and PREDICT_PATH.match(path):
+            return self._audit(call, response)
+        if method == "POST" and self.generate is not None and GENERATE_PATH.match(path):
+            generate = self.generate
+            return self._audit(call, response, lambda c, s, ms: generate.record(c, s, ms, self.auditor))
         return response
 
     def refuse(
@@ -380,9 +399,7 @@ class PredictApi:
         """Answer a call the HTTP server stopped before routing (body over the size limit, body too slow): the
         same error body, and for a predict call its audit record (the body, not read, has no inputs to hash)."""
         call = Call(event, request_id(event), error=code)
-        response = error_response(status, code, message, call.request_id, fields)
-        if event.get("httpMethod") == "POST" and PREDICT_PATH.match(str(event.get("path", ""))):
-            response = self._audit(call, response)
+        response = self._audit_if_audited(call, error_response(status, code, message, call.request_id, fields))
         self._count()
         return response
 
@@ -411,12 +428,17 @@ class PredictApi:
             return event, error_response(error.status, error.code, error.message, call.request_id, error.fields)
         return _as_json(event, text, content_type), None
 
-    def _audit(self, call: Call, response: dict[str, Any]) -> dict[str, Any]:
+    def _audit(
+        self,
+        call: Call,
+        response: dict[str, Any],
+        recorder: Callable[[Call, int, float], AuditRecord] | None = None,
+    ) -> dict[str, Any]:
         """Write the call's one audit record; on a sink failure replace the answer with a 503 (fail closed)."""
         status = int(response.get("statusCode", 500))
         latency_ms = (time.perf_counter() - call.started) * 1000
         try:
-            record = self.call_record(call, status, latency_ms)
+            record = (recorder or self.call_record)(call, status, latency_ms)
             metric("Latency", MetricUnit.Milliseconds, latency_ms)
             self.auditor.write(record)
         except Exception as exc:  # a record not written is a call not served, whatever the cause
@@ -586,6 +608,9 @@ class ServingOptions:
     max_explain_words: int = MAX_EXPLAIN_WORDS
     cache_size: int = 1024
     threads: int | None = None
+    generator_uri: str = ""  # serve POST /v1/models/{model}/generate (cnai.generate.load_generator's URI)
+    max_new_tokens: int = GenerateLimits.max_new_tokens
+    generate_deadline_s: float = GenerateLimits.deadline_s
 
     @classmethod
     def of(cls, settings: Any) -> ServingOptions:
@@ -615,5 +640,11 @@ def build_api(options: ServingOptions, init_started: float | None = None) -> Pre
         max_explain_words=options.max_explain_words,
     )
     auditor = Auditor(sink_from_uri(options.audit_sink), store_text=options.audit_store_text)
+    generate = None
+    if options.generator_uri:
+        from cnai.generate import load_generator
+
+        limits_g = GenerateLimits(max_new_tokens=options.max_new_tokens, deadline_s=options.generate_deadline_s)
+        generate = GenerateRoute(load_generator(options.generator_uri, threads=options.threads), limits_g)
     init_ms = (time.perf_counter() - init_started) * 1000 if init_started is not None else None
-    return PredictApi(ModelService(backends, limits), auditor, init_ms)
+    return PredictApi(ModelService(backends, limits), auditor, init_ms, generate=generate)
