@@ -55,6 +55,7 @@ def _register_subpackages() -> None:
     # cnai/registry/cli.py
     from cnai.data.cli import register as register_data
     from cnai.deploy.cli import register as register_deploy
+    from cnai.generate.cli import register as register_generate
     from cnai.ingest.cli import register as register_ingestion
     from cnai.local.cli import register as register_local
     from cnai.monitoring.cli import register as register_monitoring
@@ -70,6 +71,7 @@ def _register_subpackages() -> None:
     register_registry(app)
     register_deploy(app)  # `cnai models approve | reject | rollback | promote`: cnai/deploy/cli.py
     register_monitoring(app)  # `cnai monitor report | run`: cnai/monitoring/cli.py
+    register_generate(app)  # `cnai generate PROMPT`: cnai/generate/cli.py
 
 
 _register_subpackages()

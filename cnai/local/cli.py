@@ -69,6 +69,10 @@ def serve(
     body_timeout: Annotated[
         float, typer.Option(min=0.1, help="seconds a request's body may take to arrive (then 408, disconnected)")
     ] = 10.0,
+    generator: Annotated[
+        str | None,
+        typer.Option(help="also serve POST /v1/models/<name>/generate with this generator (e.g. onnx:bundled)"),
+    ] = None,
 ) -> None:
     """Serve a model over HTTP with the predict Lambda's own API (API Gateway events, audit included).
 
@@ -94,7 +98,7 @@ def serve(
         except CnaiError as exc:
             _fail(exc)
         name = name or model
-    if model_dir is None:
+    if model_dir is None and generator is None:
         _fail(
             CnaiError(
                 "give --model NAME (registry) or --model-dir DIR (an artifact directory, a model.tar.gz or s3://)"
@@ -109,7 +113,7 @@ def serve(
 
     try:
         run(
-            str(model_dir),
+            str(model_dir or ""),
             host=host,
             port=port,
             audit_sink=audit,
@@ -124,6 +128,7 @@ def serve(
             max_input_chars=max_input_chars,
             max_body=max_body,
             body_timeout_s=body_timeout,
+            generator_uri=generator or "",
         )
     except CnaiError as exc:
         _fail(exc)
