@@ -2,8 +2,10 @@
 
 A separate process (as a person runs it): synthesize the app, deploy it into a moto server, ingest through the
 stream and consumer, execute the synthesized `train` state machine (the training job is models/train.py with the
-quick recipe, a local process under SageMaker's contract), register and auto-approve, `cnai serve --model`,
-predict, and check that the audit record names the registry version. Takes a few minutes on 2 cores.
+quick recipe, a local process under SageMaker's contract), register and auto-approve, release it on the alias,
+`cnai serve --follow`, predict, and check that the audit record names the registry version; then approve a
+second version and watch the deploy workflow's canary reach 100% while a client calls, roll back by command, and
+inject off-domain traffic for the drift monitor. Takes a few minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -45,5 +47,17 @@ def test_make_run_flow_ingests_trains_registers_and_serves_an_audited_prediction
     assert 0.0 < figures["accuracy"] <= 1.0
     assert figures["predictions_ok"] == 3  # answered, and audited under the registry version
     assert figures["model_detail"]["package_version"] == "1"
+    assert figures["model_detail"]["routing"]["stable"]["package_version"] == "1"  # served by following the alias
     for line in ("> PrepareDataset", "> TrainAndDistill", "= execution SUCCEEDED", "served at http://127.0.0.1:"):
         assert line in result.stdout
+    # And the approved second version went through the synthesized deploy workflow's canary to 100%, then back
+    # by command, while a client kept calling: nothing failed, and both versions answered
+    assert figures["deploy_execution_status"] == "SUCCEEDED"
+    states = iter(figures["deploy_states"])
+    assert all(state in states for state in ("Release", "WaitCanary", "Check", "Promote", "Deployed"))  # in order
+    assert any("(canary)" in move for _, move in figures["alias_moves"])
+    assert figures["failed_during_switch"] == 0 and figures["requests_during_switch"] > 0
+    assert set(figures["answers_by_package_version"]) == {"1", "2"}
+    assert 0 < figures["approval_to_full_traffic_s"] < 60
+    # And off-domain traffic made the drift monitor start a retrain
+    assert figures["drift_decision"] == "drift" and figures["drift_retrain_started"] is True
