@@ -10,7 +10,8 @@ InvokeEndpoint that answers canned bodies, but no UpdateEndpoint. While `LocalEn
    release fail). An update of an endpoint that is still updating is refused as SageMaker refuses it.
 2. **InvokeEndpoint** reaches `serve(model, body)`: the Model of the endpoint's current configuration (its
    DescribeModel: image, ModelDataUrl, environment) and the request body; it answers the response body. An
-   endpoint that is not InService, or a `serve` that raises, answers SageMaker's errors.
+   endpoint that is not InService, or a `serve` that raises, answers SageMaker's errors. `ModelContainer` is
+   the `serve` that runs what SageMaker's container runs: the Model's tar and cnai.serving.sagemaker's hooks.
 
 Both are class attributes swapped on `__enter__` and restored on `__exit__`; the module refuses a moto minor
 version other than the one these seams were read from (`MOTO_SERIES`). See docs/deploy.md.
@@ -19,9 +20,13 @@ version other than the one these seams were read from (`MOTO_SERIES`). See docs/
 from __future__ import annotations
 
 import json
+import os
+import tarfile
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import unquote
@@ -181,6 +186,65 @@ class LocalEndpoints:
         variant = str(config["ProductionVariants"][0]["VariantName"])
         headers = {"status": "200", "Content-Type": "application/json", "x-Amzn-Invoked-Production-Variant": variant}
         return 200, headers, answer.decode()
+
+
+class ModelContainer:
+    """A `serve` that does what SageMaker's container does with a cnai Model: its tar (ModelDataUrl, read from S3,
+    i.e. moto or whatever AWS_ENDPOINT_URL names) unpacked, `model_fn` run under the Model's environment (where
+    the deploy workflow pins the registry version), then input_fn -> predict_fn -> output_fn per request. One
+    loaded service per Model name: a Model is immutable."""
+
+    _env_lock = threading.Lock()  # model_fn reads os.environ, as in the container: one load at a time
+
+    def __init__(self, s3: Any = None, root: Path | None = None) -> None:
+        self.s3, self.root = s3, root or Path(tempfile.mkdtemp(prefix="cnai-endpoints-"))
+        self.services: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, model: dict[str, Any], body: bytes) -> bytes:
+        from cnai.serving.sagemaker import JSON, input_fn, output_fn, predict_fn
+
+        service = self.load(model)
+        answer, _ = output_fn(predict_fn(input_fn(body, JSON), service), JSON)
+        return answer.encode()
+
+    def load(self, model: dict[str, Any]) -> Any:
+        from cnai.serving.sagemaker import model_fn
+
+        name, container = str(model["ModelName"]), dict(model["PrimaryContainer"])
+        with self.lock:
+            if name in self.services:
+                return self.services[name]
+            uri = str(container.get("ModelDataUrl", ""))
+            if not uri.startswith("s3://"):
+                raise ValueError(f"Model {name}: ModelDataUrl {uri!r} is not s3://bucket/key")
+            bucket, _, key = uri[5:].partition("/")
+            s3 = self.s3
+            if s3 is None:
+                import boto3
+
+                s3 = boto3.client("s3")
+            directory = self.root / name
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile() as tar_file:
+                s3.download_fileobj(bucket, key, tar_file)
+                tar_file.seek(0)
+                with tarfile.open(fileobj=tar_file, mode="r:gz") as tar:
+                    tar.extractall(directory, filter="data")
+            env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
+            with self._env_lock:
+                saved = {k: os.environ.get(k) for k in env}
+                os.environ.update(env)
+                try:
+                    service = model_fn(str(directory))
+                finally:
+                    for k, v in saved.items():
+                        if v is None:
+                            os.environ.pop(k, None)
+                        else:
+                            os.environ[k] = v
+            self.services[name] = service
+            return service
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, dict[str, str], str]:

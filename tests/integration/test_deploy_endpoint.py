@@ -4,13 +4,17 @@ process (configured for the endpoint), acting on moto's SageMaker with cnai.loca
 an InvokeEndpoint that reaches a container stand-in (tests/unit/deploy/world.container).
 
 Scenarios: approval -> new configuration in service -> health check -> Deployed; an update that ends Failed ->
-the previous configuration back and in service, the package Rejected, the execution failed as rolled back."""
+the previous configuration back and in service, the package Rejected, the execution failed as rolled back; and
+the health check answered by the real container hooks (cnai.local.sagemaker.ModelContainer running
+cnai.serving.sagemaker on a tiny model's SageMaker tar)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -22,9 +26,10 @@ from moto import mock_aws
 
 from cnai.deploy.events import approval_pattern
 from cnai.local.events import ApprovalBridge, rules_from_template
-from cnai.local.sagemaker import LocalEndpoints
+from cnai.local.sagemaker import LocalEndpoints, ModelContainer
 from cnai.local.stepfunctions import LocalStepFunctions
 from cnai.registry.packages import ModelVersion, Registry
+from cnai.serving.sagemaker import package_model
 from cnai.settings import environment_for
 from functions.deploy_model.settings import DeployFunctionSettings
 from infra.constructs.deploy_workflow import DeployWorkflow
@@ -59,10 +64,11 @@ class Local:
     sm: Any
     sfn: Any
     failures: dict[str, str]  # Model name prefix -> the FailureReason its update ends with
+    shim: LocalEndpoints
 
-    def approve(self, job: str) -> ModelVersion:
+    def approve(self, job: str, tar: bytes | None = None) -> ModelVersion:
         key = f"training/{job}/output/model.tar.gz"
-        boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=job.encode())
+        boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=tar or job.encode())
         version = self.registry.create_version(
             MODEL, image="img", model_data=f"s3://{BUCKET}/{key}", report_uri=f"s3://{BUCKET}/e.json",
             metrics={"accuracy": 0.9}, lineage={}, approved=False,
@@ -120,10 +126,10 @@ def local(template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator
             return next((why for head, why in failures.items() if model["ModelName"].startswith(head)), None)
 
         with (
-            LocalEndpoints(container, outcome=outcome),
+            LocalEndpoints(container, outcome=outcome) as shim,
             LocalStepFunctions(InProcessFunctions({DEPLOY: deploy}).callables()),
         ):
-            yield Local(registry, bridge, sm, sfn, failures)
+            yield Local(registry, bridge, sm, sfn, failures, shim)
 
 
 def test_an_approval_moves_the_endpoint_to_a_healthy_new_configuration(local: Local) -> None:
@@ -155,3 +161,19 @@ def test_an_update_that_fails_puts_the_previous_configuration_back_and_rejects_t
     marked = local.sm.describe_model_package(ModelPackageName=version.arn)
     assert marked["ModelApprovalStatus"] == "Rejected" and "container exited" in marked["ApprovalDescription"]
     assert local.bridge.poll() == []
+
+
+def test_the_real_container_hooks_pass_the_health_check(local: Local, tiny_artifact: Path, tmp_path: Path) -> None:
+    # Given a version whose tar is cnai's SageMaker package of a real (tiny) model, served as SageMaker's
+    # container would: the tar unpacked, cnai.serving.sagemaker's hooks under the Model's environment
+    tar = package_model(tiny_artifact, tmp_path / "model.tar.gz")
+    local.shim.serve = ModelContainer(root=tmp_path / "endpoints")
+    version = local.approve("job-1", tar.read_bytes())
+    # When the deploy runs
+    done, states = local.run()
+    # Then the probe was answered by the new identity (route name and registry version pinned by the workflow)
+    assert done["status"] == "SUCCEEDED", done
+    assert states[-3:] == ["HealthCheck", "Finish", "Deployed"]
+    probe = json.loads(done["output"])["probe"]["result"]
+    assert probe["identity"].startswith(f"{MODEL}:") and probe["identity"].endswith(f"@{version.version}")
+    assert probe["label"]
