@@ -30,6 +30,10 @@ class IngestionSettings(Group):
     max_record_age_s: int = Field(6 * 3600, ge=60, le=604_800, description="older: straight to the DLQ")
     parallelization: int = Field(2, ge=1, le=10, description="concurrent batches per shard")
     memory_mb: int = Field(1024, ge=128, le=10240)
+    consumer_reserved_concurrency: int = Field(
+        20, ge=1, le=1000, description="consumer cap: shards x parallelization batches run at once"
+    )
+    api_reserved_concurrency: int = Field(10, ge=1, le=1000, description="POST /v1/ingest function cap")
     dedup_days: int = Field(7, ge=1, le=366, description="how long record ids are remembered")
     iterator_age_alarm_s: int = Field(300, ge=60, description="alarm when the consumer falls behind")
     lake_quarantine_days: int = Field(90, ge=1, description="quarantined payloads (may hold PII) expire")
@@ -37,6 +41,13 @@ class IngestionSettings(Group):
 
     @model_validator(mode="after")
     def _limits(self) -> IngestionSettings:
+        busy = self.shards * self.parallelization
+        if self.stream_mode == "provisioned" and self.consumer_reserved_concurrency < busy:
+            raise ValueError(
+                f"ingestion.consumer_reserved_concurrency ({self.consumer_reserved_concurrency}) is below "
+                f"shards x parallelization ({busy}): the mapping's batches would be throttled and the stream fall "
+                f"behind; raise it to at least {busy}"
+            )
         if self.max_record_age_s > self.retention_hours * 3600:
             raise ValueError("ingestion.max_record_age_s exceeds the stream retention: records expire first")
         if self.dedup_days * 24 < self.retention_hours:
@@ -258,3 +269,7 @@ class DeploySettings(Group):
     p99_ms: int | None = Field(None, ge=100, le=29_000, description="canary p99 bar; None: monitoring.predict_p99_ms")
     max_errors: int = Field(0, ge=0, description="errors per minute of the new version tolerated")
     max_abstention_pct: float = Field(20.0, ge=0, le=100, description="abstention rate (alias) tolerated")
+    # A model routed to SageMaker Serverless (serving.endpoint.route): how its endpoint updates are watched.
+    endpoint_timeout_minutes: int = Field(30, ge=1, le=360, description="an update still running then has failed")
+    endpoint_check_interval_s: int = Field(30, ge=1, le=3600, description="how often the endpoint is described")
+    endpoint_keep_configs: int = Field(2, ge=0, le=20, description="replaced configurations kept for a rollback")
