@@ -92,3 +92,15 @@ def test_a_body_that_does_not_validate_goes_through_the_resolver(api: Any, body:
     # Then the resolver answered it, and the call is audited with its status
     assert reached == [True]
     assert record["status"] == response["statusCode"]
+
+
+def test_log_lines_carry_the_api_gateway_request_id(api: Any) -> None:
+    # Given a call through the decorated Lambda handler
+    from cnai.observability import logger
+
+    built = event('{"inputs": "refund"}')
+    built["requestContext"]["requestId"] = "req-correlated-1"
+    # When it is handled
+    api.handler(built, LocalContext())
+    # Then the logger's correlation id is that call's API Gateway request id
+    assert logger.get_correlation_id() == "req-correlated-1"
