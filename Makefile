@@ -10,7 +10,7 @@ LOCAL := .local
 # Two workers, one test file per worker (module fixtures such as a synthesized app are built once per file).
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: lock help setup run train-quick bench-pipeline test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-augment bench-ingest bench-serve clean
+.PHONY: lock help setup run train-quick bench-pipeline test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-augment bench-ingest bench-serve cost clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ synth: setup ## synthesize the CDK app into cdk.out/ (cdk.json's output: `cdk de
 
 workflow-picture: setup ## draw the "train" state machine from its synthesized definition into docs/training-workflow.svg
 	$(PY) -m infra.render_workflow --out docs/training-workflow.svg
+
+cost: synth ## what the synthesized deployment costs: idle per month, 1M predictions (Lambda vs SageMaker Serverless), a training run (spot vs on demand)
+	$(PY) -m cnai cost --app cdk.out
 
 bench-distill: setup ## full BANKING77 factory run: teacher vs student table + reports/bench-distill.json
 	$(PY) -m models.bench_distill --data $(DATA) --out reports

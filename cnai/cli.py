@@ -53,6 +53,7 @@ def _register_subpackages() -> None:
     # `cnai predict | info`: cnai/serving/cli.py; `cnai serve`: cnai/local/cli.py; `cnai ingest FILE --stream
     # NAME` and `cnai dataset build`: cnai/ingest/cli.py; `cnai train`: cnai/pipeline/cli.py; `cnai models`:
     # cnai/registry/cli.py
+    from cnai.cost.cli import register as register_cost
     from cnai.data.cli import register as register_data
     from cnai.deploy.cli import register as register_deploy
     from cnai.generate.cli import register as register_generate
@@ -72,6 +73,7 @@ def _register_subpackages() -> None:
     register_deploy(app)  # `cnai models approve | reject | rollback | promote`: cnai/deploy/cli.py
     register_monitoring(app)  # `cnai monitor report | run`: cnai/monitoring/cli.py
     register_generate(app)  # `cnai generate PROMPT`: cnai/generate/cli.py
+    register_cost(app)  # `cnai cost`: cnai/cost/cli.py
 
 
 _register_subpackages()
