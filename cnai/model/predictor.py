@@ -215,6 +215,10 @@ class Predictor:
         Equal lengths keep the fixed cost of a call (about 40 small graph nodes) shared where a batch allows.
         """
         rows = self.token_ids(texts)
+        if len(rows) == 1:  # the common request: one text, one call, no grouping to do
+            ids = np.asarray(rows, dtype=np.int64)
+            (logits,) = self.session.run(["logits"], self._feeds(ids, np.ones_like(ids)))
+            return np.asarray(logits, dtype=np.float32)
         out = np.empty((len(rows), len(self.labels)), dtype=np.float32)
         groups: dict[int, list[int]] = {}
         for i, row in enumerate(rows):
