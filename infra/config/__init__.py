@@ -5,6 +5,12 @@ Context keys mirror the model: `cnai:stage`, `cnai:project`, one key per setting
 (`cnai:serving.memory_mb=4096`, `cnai:serving.endpoint.route=true`), or a whole group as one JSON object
 (`"cnai:training": {"spot": false}` in cdk.json). A leaf key wins over its group's object. A `cnai:` key that
 names no setting fails the synth with the nearest valid key: a typo must not deploy a default silently.
+
+Stages: `cnai:stages` in cdk.json holds one typed profile per stage (`{"prod": {"audit": {"lock_mode":
+"COMPLIANCE"}, ...}}`, validated against the same model); `cdk synth -c stage=prod` (or `-c cnai:stage=prod`)
+selects one. Precedence, lowest first: the defaults, the stage's profile, `cnai:<group>` objects, leaf keys. So
+two stages differ only by configuration, and a stage without a profile is refused (a typo such as `prdo` must
+not deploy dev's settings under a production name).
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ __all__ = [
 ]
 
 CONTEXT_PREFIX = "cnai:"
+STAGES_KEY = "cnai:stages"  # {stage: profile}: not a setting itself, the source of each stage's values
+STAGE_SHORTHAND = "stage"  # `cdk synth -c stage=prod`
 
 
 class Settings(BaseModel):
@@ -116,14 +124,16 @@ def settings_from_context(context: Mapping[str, Any]) -> Settings:
     Raises ContextError naming every unknown `cnai:` key (with the nearest valid one) or bad value.
     """
     known = context_keys()
-    unknown = sorted(k for k in context if k.startswith(CONTEXT_PREFIX) and k not in known)
+    unknown = sorted(k for k in context if k.startswith(CONTEXT_PREFIX) and k not in known and k != STAGES_KEY)
     if unknown:
         hints = []
         for key in unknown:
             near = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
             hints.append(f"{key} (did you mean {near[0]}?)" if near else key)
         raise ContextError(f"unknown CDK context setting: {'; '.join(hints)}; see docs/configuration.md")
-    values: dict[str, Any] = {}
+    stage, values = _stage_profile(context)
+    if stage is not None:
+        values["stage"] = stage
     # Groups first, then leaves, shallow before deep: the most specific key wins.
     for key, (path, group) in sorted(known.items(), key=lambda item: (len(item[1][0]), not item[1][1])):
         value = context.get(key)
@@ -143,3 +153,38 @@ def settings_from_context(context: Mapping[str, Any]) -> Settings:
     except ValidationError as exc:
         problems = [f"{_key(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
         raise ContextError("; ".join(problems)) from None
+
+
+def _stage_profile(context: Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """(the selected stage, a copy of its profile) from `stage` / `cnai:stage` and `cnai:stages`."""
+    shorthand, explicit = context.get(STAGE_SHORTHAND), context.get(CONTEXT_PREFIX + "stage")
+    if shorthand is not None and explicit is not None and shorthand != explicit:
+        raise ContextError(f"stage={shorthand} and cnai:stage={explicit} disagree: give one of them")
+    stage = shorthand if shorthand is not None else explicit
+    profiles = context.get(STAGES_KEY)
+    if profiles is None:
+        return (None if stage is None else str(stage)), {}
+    if isinstance(profiles, str):
+        try:
+            profiles = json.loads(profiles)
+        except json.JSONDecodeError as exc:
+            raise ContextError(f"{STAGES_KEY}: not JSON ({exc.msg}); expected {{stage: profile}}") from None
+    if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
+        raise ContextError(f"{STAGES_KEY}: expected an object of stage -> object of settings")
+    stage = str(stage if stage is not None else Settings.model_fields["stage"].default)
+    if stage not in profiles:
+        raise ContextError(
+            f"stage {stage!r} has no profile in {STAGES_KEY} ({', '.join(sorted(profiles))}): add one to cdk.json"
+        )
+    profile = json.loads(json.dumps(profiles[stage]))  # a deep copy: merging must not change the context
+    if "stage" in profile or "project" in profile:
+        raise ContextError(f"{STAGES_KEY}.{stage}: a profile sets groups of settings, not stage or project")
+    try:
+        Settings.model_validate({**profile, "stage": stage})
+    except ValidationError as exc:
+        where = f"{STAGES_KEY}.{stage}"
+        problems = [
+            f"{where}.{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        ]
+        raise ContextError("; ".join(problems)) from None
+    return stage, profile

@@ -22,7 +22,7 @@ import infra.application
 
 def build(app):
     stack = cdk.Stack(app, "Probe")
-    cdk.CfnOutput(stack, "Stage", value=str(app.node.try_get_context("cnai:stage")))
+    cdk.CfnOutput(stack, "Stages", value=",".join(sorted(app.node.try_get_context("cnai:stages"))))
     cdk.CfnOutput(stack, "Minimize", value=str(app.node.try_get_context("@aws-cdk/aws-iam:minimizePolicies")))
     return {"probe": stack}
 
@@ -66,6 +66,6 @@ def test_app_py_run_directly_leaves_a_cloud_assembly_in_cdk_out(tmp_path: Path) 
     manifest = json.loads((out / "manifest.json").read_text())
     assert "Probe" in manifest["artifacts"]
     outputs = json.loads((out / "Probe.template.json").read_text())["Outputs"]
-    assert outputs["Stage"]["Value"] == "dev"
+    assert outputs["Stages"]["Value"] == "dev,prod"
     assert outputs["Minimize"]["Value"] == "True"
     assert not list(elsewhere.iterdir())
