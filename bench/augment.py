@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-label", type=int, default=20, help="generated utterances asked per intent")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--resume", action="store_true", help="keep checkpoints and generated rows of a run")
-    parser.add_argument("extra", nargs="*", help="more train.py flags for every cell, e.g. --augment_disagreeing drop")
-    args = parser.parse_args(argv)
+    # Anything else is a train.py flag for every cell, e.g. --augment_disagreeing drop --student_epochs 6.
+    args, extra = parser.parse_known_args(argv)
+    args.extra = extra
     settings = [s.strip() for s in args.settings.split(",") if s.strip()]
     unknown = sorted(set(settings) - set(SETTINGS))
     if unknown:

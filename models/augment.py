@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from cnai.data.dataset import LabeledData
+from cnai.data.dataset import LabeledData, read_labeled
 from cnai.data.generated import GeneratedRow, Provenance, read_generated, row_id, summarize, write_generated
 from cnai.errors import DataError
 from cnai.redact import find_pii
@@ -44,12 +44,9 @@ log = logging.getLogger("cnai.augment")
 
 Message = dict[str, str]
 
-DEFAULT_SYSTEM = "You write short messages that bank customers send to a support chat."
-DEFAULT_INSTRUCTION = (
-    "Customers write to their bank about: {intent}.\n"
-    "Examples:\n{examples}\n"
-    "Write {n} new, different messages about the same thing, one per line, without numbering."
-)
+DEFAULT_SYSTEM = "You write realistic customer messages for a bank's support chat."
+# {intent}: the label as words; {n}: utterances per turn (per_prompt); one per line when n > 1.
+DEFAULT_INSTRUCTION = "Write {n} short message(s) that a bank customer sends to support about: {intent}."
 
 
 @dataclass(frozen=True)
@@ -72,11 +69,11 @@ class Recipe:
     """The augmentation settings of a training recipe (HyperParameters' augment_* fields)."""
 
     per_label: int
-    per_prompt: int = 5
+    per_prompt: int = 1
     examples: int = 4
     temperature: float = 0.8
     top_p: float = 0.95
-    max_new_tokens: int = 96
+    max_new_tokens: int = 48
     min_chars: int = 10
     max_chars: int = 160
     near_duplicate: float = 0.85
@@ -147,6 +144,11 @@ def prompt_sha256(messages: list[Message], sampling: Sampling) -> str:
 def build_prompts(train: LabeledData, recipe: Recipe) -> list[Prompt]:
     """ceil(per_label / per_prompt) prompts per label, each showing `examples` of its real texts.
 
+    The examples are shown as earlier turns of the conversation (the request, then real utterances as the
+    assistant's answers, `per_prompt` per turn), and the request comes once more: a 135M-parameter model
+    continues such a pattern far better than it follows a written instruction. Probed on BANKING77: asked
+    in one turn to "write five more like these", SmolLM2-135M described the intent ("Customers list the
+    requests they gave to the bank") or repeated its name; in turns, it wrote customer messages.
     The examples and the sampling seed of prompt j of label i are drawn from (recipe.seed, i, j) alone, so
     adding a label or a prompt leaves the others unchanged.
     """
@@ -160,12 +162,12 @@ def build_prompts(train: LabeledData, recipe: Recipe) -> list[Prompt]:
         for j in range(count):
             rng = np.random.default_rng([recipe.seed, i, j])
             shown = [texts[k] for k in rng.choice(len(texts), size=min(recipe.examples, len(texts)), replace=False)]
-            content = recipe.instruction.format(
-                intent=humanize(label),
-                examples="\n".join(f"- {normalize_text(t)}" for t in shown),
-                n=recipe.per_prompt,
-            )
-            messages = [{"role": "system", "content": recipe.system}, {"role": "user", "content": content}]
+            ask = recipe.instruction.format(intent=humanize(label), n=recipe.per_prompt)
+            messages = [{"role": "system", "content": recipe.system}]
+            for start in range(0, len(shown), recipe.per_prompt):
+                answer = "\n".join(normalize_text(t) for t in shown[start : start + recipe.per_prompt])
+                messages += [{"role": "user", "content": ask}, {"role": "assistant", "content": answer}]
+            messages.append({"role": "user", "content": ask})
             sampling = Sampling(recipe.temperature, recipe.top_p, recipe.max_new_tokens, int(rng.integers(2**31)))
             prompts.append(Prompt(label, messages, sampling, prompt_sha256(messages, sampling)))
     return prompts
@@ -196,7 +198,10 @@ def generate(
     started = time.perf_counter()
     per_label: Counter[str] = Counter()
     candidates = []
-    for prompt in prompts:
+    for done, prompt in enumerate(prompts):
+        if done and done % 50 == 0:  # generation is the slow part: say where it is
+            log.info("generation: %d/%d prompts, %d candidates, %.0f s", done, len(prompts), len(candidates),
+                     time.perf_counter() - started)  # fmt: skip
         if per_label[prompt.label] >= limit:
             continue
         provenance = Provenance(generator=generator, prompt_sha256=prompt.sha256, seed=prompt.sampling.seed)
@@ -317,9 +322,21 @@ def augment(
     teacher_probabilities: Callable[[list[str]], np.ndarray],
 ) -> Outcome:
     """The whole stage: prompts -> generation -> cheap filters -> teacher's verdict, every drop counted."""
-    outcome = Outcome()
-    candidates, outcome.generation_s = generate(build_prompts(train, recipe), complete, generator, recipe.per_label)
-    outcome.generated = len(candidates)
+    candidates, seconds = generate(build_prompts(train, recipe), complete, generator, recipe.per_label)
+    return select(candidates, seconds, train, test_texts, labels, recipe, teacher_probabilities)
+
+
+def select(
+    candidates: Sequence[Candidate],
+    generation_s: float,
+    train: LabeledData,
+    test_texts: Sequence[str],
+    labels: Sequence[str],
+    recipe: Recipe,
+    teacher_probabilities: Callable[[list[str]], np.ndarray],
+) -> Outcome:
+    """Cheap filters, then the teacher's verdict on what passed them (one batch)."""
+    outcome = Outcome(generated=len(candidates), generation_s=generation_s)
     filters = CheapFilters(train, test_texts, recipe)
     passed = []
     for candidate in candidates:
@@ -333,6 +350,53 @@ def augment(
         outcome.kept = kept
         outcome.dropped.update(dropped)
     return outcome
+
+
+# What decides the candidates (not the filters or the teacher): a change here means generating again.
+GENERATION_FIELDS = ("augment_per_label", "augment_generator", "augment_per_prompt", "augment_examples",
+                     "augment_temperature", "augment_top_p", "augment_max_new_tokens", "seed", "dev_fraction",
+                     "train_limit", "text_column", "label_column")  # fmt: skip
+
+
+def generation_key(hp: HyperParameters, train: LabeledData) -> str:
+    values = {name: getattr(hp, name) for name in GENERATION_FIELDS}
+    return hashlib.sha256(json.dumps([values, train.sha256], sort_keys=True).encode()).hexdigest()
+
+
+def write_candidates(path: Path, candidates: Sequence[Candidate], generation_s: float, generator: str) -> None:
+    body = {
+        "generator": generator,
+        "generation_s": generation_s,
+        "candidates": [{"text": c.text, "label": c.label, "provenance": c.provenance.model_dump()} for c in candidates],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(body, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_candidates(path: Path) -> tuple[list[Candidate], float, str]:
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        candidates = [
+            Candidate(c["text"], c["label"], Provenance.model_validate(c["provenance"])) for c in body["candidates"]
+        ]
+        return candidates, float(body["generation_s"]), str(body["generator"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(str(path), f"not a candidates file of this version ({exc})") from None
+
+
+def candidates_for(hp: HyperParameters, train: LabeledData, work: Path) -> tuple[list[Candidate], float, str]:
+    """The recipe's candidates: read from `work` when an earlier run (or `python -m models.augment`) generated
+    them, else generated now and kept there. Generation is the slow part and needs no teacher, so it can run
+    ahead of training, and a job restarted after it never repeats it."""
+    path = work / f"candidates-{generation_key(hp, train)[:16]}.json"
+    if path.is_file():
+        return read_candidates(path)
+    complete, identity = load_complete(hp.augment_generator)
+    candidates, seconds = generate(build_prompts(train, recipe_from(hp)), complete, identity, hp.augment_per_label)
+    write_candidates(path, candidates, seconds, identity)
+    return candidates, seconds, identity
 
 
 def load_complete(uri: str) -> tuple[Complete, str]:
@@ -407,8 +471,8 @@ def stage(
     path = work / f"generated-{key[:16]}.jsonl.gz"
     summary_path = path.with_name(path.name.removesuffix(".jsonl.gz") + ".json")
     if is_main and not summary_path.is_file():
-        complete, identity = load_complete(hp.augment_generator)
-        outcome = augment(train, test.texts, labels, recipe_from(hp), complete, identity, teacher_probabilities)
+        candidates, seconds, identity = candidates_for(hp, train, work)
+        outcome = select(candidates, seconds, train, test.texts, labels, recipe_from(hp), teacher_probabilities)
         sha = write_generated(path, outcome.kept)
         summary = summarize(outcome.kept, outcome.generated, dict(outcome.dropped), sha, identity)
         summary["generation_s"] = round(outcome.generation_s, 3)
@@ -430,3 +494,34 @@ def stage(
         summary["dropped"],
     )
     return as_labeled(rows, str(path), sha), summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m models.augment --train DATA --test DATA --checkpoint-dir DIR [--augment_* ...]`: generate
+    the candidates of a recipe ahead of its training run, into the checkpoint directory the run will use
+    (same data selection as models/train.py: train_limit, then the dev split)."""
+    from models.config import parse
+    from models.data import split_dev, stratified_indices, subset
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = parse(argv)
+    hp = cfg.hp
+    if hp.augment_per_label == 0:
+        raise SystemExit("models.augment: --augment_per_label is 0, nothing to generate")
+    data = read_labeled(cfg.paths.train, hp.text_column, hp.label_column)
+    if hp.train_limit is not None:
+        data = subset(data, stratified_indices(data.labels, hp.train_limit, hp.seed))
+    train, _ = split_dev(data, hp.dev_fraction, hp.seed)
+    candidates, seconds, identity = candidates_for(hp, train, cfg.paths.checkpoint_dir)
+    log.info(
+        "%d candidates from %s in %.0f s (%.2f/s)",
+        len(candidates),
+        identity,
+        seconds,
+        len(candidates) / max(seconds, 1e-9),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

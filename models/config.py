@@ -79,11 +79,11 @@ class HyperParameters(BaseModel):
     augment_generator: str = Field(
         "onnx:bundled", description="cnai.generate URI (default: the bundled SmolLM2 as int4 ONNX, fast on CPU)"
     )
-    augment_per_prompt: int = Field(5, ge=1, description="utterances asked of one generation")
+    augment_per_prompt: int = Field(1, ge=1, description="utterances asked of one generation (one per line)")
     augment_examples: int = Field(4, ge=1, description="real utterances of the label shown in each prompt")
     augment_temperature: float = Field(0.8, gt=0)
     augment_top_p: float = Field(0.95, gt=0, le=1)
-    augment_max_new_tokens: int = Field(96, ge=1)
+    augment_max_new_tokens: int = Field(48, ge=1, description="per generation; a cut last line is dropped")
     augment_min_chars: int = Field(10, ge=1)
     augment_max_chars: int = Field(160, ge=1)
     augment_near_duplicate: float = Field(0.85, gt=0, le=1, description="char 3-gram Jaccard that is a duplicate")

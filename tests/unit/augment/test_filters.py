@@ -97,19 +97,23 @@ def test_judge_refuses_probabilities_of_the_wrong_shape() -> None:
         judge([Candidate("text here", "lost_card", PROV)], np.ones((2, 2)), LABELS, recipe())
 
 
-def test_prompts_are_seeded_show_real_examples_and_hash_what_they_ask() -> None:
-    # Given a recipe asking for 7 texts per label, 5 per prompt
-    r = recipe(per_label=7, per_prompt=5, examples=2)
+def test_prompts_are_seeded_show_real_examples_as_turns_and_hash_what_they_ask() -> None:
+    # Given a recipe asking for 3 texts per label, 1 per generation, showing 2 real examples
+    r = recipe(per_label=3, per_prompt=1, examples=2)
     # When prompts are built twice
     first, second = build_prompts(TRAIN, r), build_prompts(TRAIN, r)
-    # Then two prompts per label, identical both times, each showing real texts of its own label
-    assert [p.label for p in first] == ["card_arrival", "card_arrival", "lost_card", "lost_card"]
+    # Then three prompts per label, identical both times
+    assert [p.label for p in first] == ["card_arrival"] * 3 + ["lost_card"] * 3
     assert [(p.sha256, p.sampling) for p in first] == [(p.sha256, p.sampling) for p in second]
-    assert "card arrival" in first[0].messages[1]["content"]
-    assert "I lost my card yesterday" in first[2].messages[1]["content"] or "stole" in first[2].messages[1]["content"]
-    assert "stole" not in first[0].messages[1]["content"]
+    # And each is system, (request, real example) x 2, request: examples of its own label only
+    for prompt in first:
+        roles = [m["role"] for m in prompt.messages]
+        assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+        own = {t for t, label in zip(TRAIN.texts, TRAIN.labels, strict=True) if label == prompt.label}
+        assert {m["content"] for m in prompt.messages if m["role"] == "assistant"} == own
+        assert prompt.label.replace("_", " ") in prompt.messages[-1]["content"]
     # And another seed changes the sampling seed, hence the prompt's sha256
-    assert build_prompts(TRAIN, recipe(per_label=7, seed=1))[0].sha256 != first[0].sha256
+    assert build_prompts(TRAIN, recipe(per_label=3, seed=1))[0].sha256 != first[0].sha256
 
 
 @pytest.mark.parametrize(
