@@ -197,7 +197,7 @@ def generate(
     """Run every prompt; keep at most `limit` candidates per label (the recipe's per_label). Seconds spent."""
     started = time.perf_counter()
     per_label: Counter[str] = Counter()
-    candidates = []
+    candidates: list[Candidate] = []
     for done, prompt in enumerate(prompts):
         if done and done % 50 == 0:  # generation is the slow part: say where it is
             log.info("generation: %d/%d prompts, %d candidates, %.0f s", done, len(prompts), len(candidates),
