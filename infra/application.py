@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
 from infra.config import Settings, settings_from_context
+from infra.constructs.dashboard import DashboardSources, Service
+from infra.stacks.dashboard import DashboardStack
 from infra.stacks.deploy import DeployStack
 from infra.stacks.ingestion import IngestionStack
 from infra.stacks.monitoring import MonitoringStack
@@ -89,6 +92,14 @@ def build(app: cdk.App, settings: Settings | None = None) -> dict[str, cdk.Stack
             env=env,
             description="cnai monitoring: scheduled drift monitor (audit trail vs dataset profile -> train)",
         )
+    stacks["dashboard"] = DashboardStack(
+        app,
+        f"{settings.prefix}-dashboard",
+        name=settings.prefix,
+        sources=dashboard_sources(settings, stacks),
+        env=env,
+        description="cnai dashboard: API, functions, ingestion, training runs and cost, drift scores, cache",
+    )
     cdk.Tags.of(app).add("project", settings.project)
     cdk.Tags.of(app).add("stage", settings.stage)
     # cdk-nag v3 is a policy-validation plugin: synthesis fails on any unacknowledged AwsSolutions error.
@@ -96,3 +107,33 @@ def build(app: cdk.App, settings: Settings | None = None) -> dict[str, cdk.Stack
     #   Validations.of(c).acknowledge(Acknowledgment(id="AwsSolutions::AwsSolutions-XX", reason="..."))
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
     return stacks
+
+
+def dashboard_sources(settings: Settings, stacks: dict[str, Any]) -> DashboardSources:
+    """What the dashboard watches, from the stacks this deployment has."""
+    ingestion, serving, training = stacks["ingestion"], stacks["serving"], stacks["training"]
+    functions = {
+        "predict": serving.predict.function,
+        "ingest consumer": ingestion.consumer.function,
+        "ingest API": ingestion.api.function,
+        **{name.replace("_", " "): f.function for name, f in training.functions.items()},
+    }
+    deploy, monitoring = stacks.get("deploy"), stacks.get("monitoring")
+    if deploy is not None:
+        functions["deploy"] = deploy.function.function
+    if monitoring is not None:
+        functions["drift monitor"] = monitoring.drift.monitor.function
+    notify = training.functions["notify"]
+    return DashboardSources(
+        namespace=settings.project,
+        functions=functions,
+        api=serving.api.api,
+        predict=Service(serving.predict.function, serving.predict.service),
+        consumer=Service(ingestion.consumer.function, ingestion.consumer.service),
+        queues={"ingest DLQ": ingestion.dlq},
+        train=training.state_machine,
+        notify=Service(notify.function, notify.service),
+        drift=None if monitoring is None else Service(monitoring.drift.function, monitoring.drift.monitor.service),
+        models=settings.training.models,
+        drift_thresholds=settings.drift.thresholds(),
+    )

@@ -151,4 +151,10 @@ def notify(sns: Any, topic_arn: str, status: Status, state: dict[str, Any], exec
         Message=body,
         MessageAttributes={"status": {"DataType": "String", "StringValue": status}},
     )
-    return {"message_id": response["MessageId"], "subject": subject, "status": status}
+    sent: dict[str, Any] = {"message_id": response["MessageId"], "subject": subject, "status": status}
+    cost = job_cost(state.get("training") or {})
+    if cost is not None and cost.cost is not None:
+        # What the run cost (billed seconds x the on-demand price): the dashboard's training cost series.
+        sent["training_cost"] = round(cost.cost, 6)
+        sent["spot_saving"] = round(cost.spot_saving or 0.0, 6)
+    return sent

@@ -29,5 +29,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     sent = notify(sns, settings.topic_arn, status, event.get("state") or {}, str(event.get("execution_arn", "")))
     # One count per outcome (WorkflowSucceeded / WorkflowFailed / WorkflowRejected): what alarms watch.
     metric(f"Workflow{status.title()}", MetricUnit.Count, 1)
+    if "training_cost" in sent:  # in prices.json's currency (USD): a unit CloudWatch has no name for
+        metric("TrainingCost", MetricUnit.NoUnit, sent["training_cost"])
+        metric("TrainingSpotSaving", MetricUnit.NoUnit, sent["spot_saving"])
     logger.info("notified", extra=sent)
     return sent

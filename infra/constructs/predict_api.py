@@ -60,6 +60,9 @@ class PredictApi(Construct):
         self.api = apigw.RestApi(
             self,
             "Api",
+            # Unique per deployment: API Gateway's metrics carry the name (ApiName), and dev and prod may share
+            # an account; the default (the construct id, "Api") would merge their dashboards and alarms.
+            rest_api_name=f"{cdk.Stack.of(self).stack_name}-api",
             description="cnai serving: predict, model info, health (and ingest)",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             cloud_watch_role=True,

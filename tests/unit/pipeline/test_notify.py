@@ -77,3 +77,24 @@ def test_rejected_and_failed_messages_carry_the_cause() -> None:
     assert subject == "cnai banking77: training workflow failed"
     # and with nothing known the message still goes out
     assert message("FAILED", {"error": {"Error": "X", "Cause": "y"}}, ARN)[0] == "cnai ?: training workflow failed"
+
+
+def test_notify_returns_the_runs_cost_for_the_dashboard_metric() -> None:
+    # Given a finished run whose job reported billed seconds, and an SNS client that accepts the message
+    class Sns:
+        def publish(self, **kwargs: object) -> dict[str, str]:
+            self.sent = kwargs
+            return {"MessageId": "m-1"}
+
+    from cnai.pipeline.notify import notify
+
+    sns = Sns()
+    # When the run is notified
+    sent = notify(sns, "arn:aws:sns:eu-west-1:123456789012:t", "SUCCEEDED", {"training": TRAINING}, ARN)
+    # Then the cost (1200 billable s x 2 instances x the hourly price) and the spot saving come back with it
+    price = hourly_price("ml.g5.xlarge")
+    assert price is not None
+    assert sent["training_cost"] == pytest.approx(1200 * 2 * price / 3600, abs=1e-6)
+    assert sent["spot_saving"] == pytest.approx(2400 * 2 * price / 3600, abs=1e-6)
+    # And a run that never trained reports no cost rather than zero
+    assert "training_cost" not in notify(sns, "arn:t", "FAILED", {}, ARN)
