@@ -17,7 +17,8 @@ def write_tokenizer(folder: Path) -> Path:
 
     vocab = {token: i for i, token in enumerate([*SPECIAL, "[UNK]", "\n", *WORDS, "system", "user", "assistant"])}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"), pre_tokenizers.WhitespaceSplit()])
+    split = [pre_tokenizers.Split("\n", "isolated"), pre_tokenizers.WhitespaceSplit()]
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(split)
     tokenizer.decoder = WordPiece(prefix="##", cleanup=False)
     tokenizer.add_special_tokens(SPECIAL)
     path = folder / "tokenizer.json"

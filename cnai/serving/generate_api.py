@@ -32,11 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 from cnai.audit.trail import Auditor, AuditRecord, GenerationAudit, digest_inputs, record_from_event
 from cnai.generate import Generation, GenerationError, GenerationParams, Generator
 from cnai.generate.decode import render_chat
+from cnai.generate.params import check_messages
 from cnai.serving.http import body_text
 from cnai.serving.service import PayloadTooLargeError, UnknownModelError
 
 GENERATE_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/generate/?$")
 GENERATE_ROUTE = "/v1/models/<model>/generate"
+DEFAULT_NEW_TOKENS = 64
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,11 @@ class GenerateRequest(BaseModel):
 
     prompt: StrictStr | None = Field(None, min_length=1, description="one user turn")
     messages: list[Message] | None = Field(None, min_length=1, description="chat turns, the last not the assistant's")
-    max_new_tokens: int = Field(
-        64,
+    max_new_tokens: int | None = Field(
+        None,
         ge=1,
         strict=True,
-        description="tokens to generate at most; 400 beyond the deployment's cap (256 by default)",
+        description="tokens to generate at most (default 64, or the deployment's cap if lower); 400 beyond the cap",
     )
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy (deterministic)")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -150,20 +152,21 @@ class GenerateRoute:
         """Check the bounds (413 / 400 naming the field), then generate under the tighter deadline."""
         if model != self.generator.identity.name:
             raise UnknownModelError(f"model {model[:200]!r} does not generate here; try {self.generator.identity.name}")
-        chat = body.chat()
+        chat = check_messages(body.chat())
         if len(chat) > self.limits.max_messages:
             raise PayloadTooLargeError("messages", f"{len(chat)} messages; at most {self.limits.max_messages}")
         chars = sum(len(m["content"]) for m in chat)
         if chars > self.limits.max_prompt_chars:
             field = "messages" if body.messages is not None else "prompt"
             raise PayloadTooLargeError(field, f"{chars} characters; at most {self.limits.max_prompt_chars}")
-        if body.max_new_tokens > self.limits.max_new_tokens:
+        max_new_tokens = body.max_new_tokens or min(DEFAULT_NEW_TOKENS, self.limits.max_new_tokens)
+        if max_new_tokens > self.limits.max_new_tokens:
             raise GenerationError("max_new_tokens", f"at most {self.limits.max_new_tokens} on this deployment")
         deadline = self.limits.deadline_s
         if body.deadline_ms is not None:
             deadline = min(deadline, body.deadline_ms / 1000.0)
         params = GenerationParams(
-            max_new_tokens=body.max_new_tokens,
+            max_new_tokens=max_new_tokens,
             temperature=body.temperature,
             top_p=body.top_p,
             stop=tuple(body.stop),
