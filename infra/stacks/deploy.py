@@ -238,6 +238,9 @@ class DeployStack(cdk.Stack):
             "endpoint_memory_mb": e.memory_mb,
             "endpoint_max_concurrency": e.max_concurrency,
             "endpoint_environment": environment,
+            "endpoint_timeout_s": settings.deploy.endpoint_timeout_minutes * 60,
+            "endpoint_check_s": settings.deploy.endpoint_check_interval_s,
+            "endpoint_keep": settings.deploy.endpoint_keep_configs,
         }
 
     def _grant_endpoint(self, endpoint: SageMakerServerless, artifacts: s3.IBucket, artifacts_key: kms.IKey) -> None:

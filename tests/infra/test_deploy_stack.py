@@ -159,6 +159,9 @@ def test_a_routed_model_releases_to_its_endpoint_with_the_bootstrap_image_role_a
     assert "Fn::ImportValue" in json.dumps(routed["CNAI_ENDPOINT_ROLE_ARN"])
     assert (routed["CNAI_ENDPOINT_MEMORY_MB"], routed["CNAI_ENDPOINT_MAX_CONCURRENCY"]) == ("2048", "5")
     assert json.loads(routed["CNAI_ENDPOINT_CONTAINER_ENV"])["SAGEMAKER_PROGRAM"] == "inference.py"
+    # ... and how its updates are watched (cnai:deploy.endpoint_*): 30 minutes, every 30 s, 2 configurations kept
+    watched = ("CNAI_ENDPOINT_UPDATE_TIMEOUT_SECONDS", "CNAI_ENDPOINT_CHECK_SECONDS", "CNAI_ENDPOINT_KEEP_CONFIGS")
+    assert [routed[name] for name in watched] == ["1800", "30", "2"]
 
 
 def test_the_endpoint_path_may_touch_only_its_endpoint_our_models_and_configs_and_pass_one_role(
