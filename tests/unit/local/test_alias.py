@@ -148,3 +148,22 @@ def test_a_routing_that_does_not_load_leaves_the_old_one_serving(world: AliasWor
     with pytest.raises(FollowError, match="nowhere"):
         served.poll()
     assert answered_by(served, 2) == {"1": 2}
+
+
+def test_the_openapi_document_describes_the_routing_as_served(world: AliasWorld, tmp_path: Path) -> None:
+    # Given a follower serving a canary, and the document it serves
+    from jsonschema import Draft202012Validator
+
+    one, two = world.publish("1"), world.publish("2")
+    world.lambda_.create_alias(FunctionName=FUNCTION, Name="live", FunctionVersion=one)
+    world.route(one, two, 0.25)
+    served = follower(world, tmp_path)
+    _, document = call(served, "GET", "/v1/openapi.json")
+    operation = document["paths"]["/v1/models/{model}"]["get"]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    validator = Draft202012Validator({**schema, "components": document["components"]})
+    # When the detail is asked / Then it matches the document, with the routing and without it (null)
+    _, detail = call(served, "GET", f"/v1/models/{MODEL}")
+    assert list(validator.iter_errors(detail)) == []
+    assert list(validator.iter_errors({**detail, "routing": None})) == []
+    assert list(validator.iter_errors({**detail, "routing": {"alias": "live"}})) != []  # the document is strict
