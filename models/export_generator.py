@@ -22,13 +22,13 @@ The fp32 model is the parity witness only; it is not shipped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib.metadata
+import io
 import json
 import math
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -77,19 +77,27 @@ HELD_OUT_TEXT = (
 
 
 def build_onnx(source: Path, out: Path, precision: str, cache: Path) -> Path:
-    """Run onnxruntime-genai's builder in a child process (it sets global state and prints a lot); keep
+    """Run onnxruntime-genai's builder in this process (a child process would import torch again, which is
+    most of an export's time on a small model); its chatter goes to a buffer, shown only on failure. Keep
     only the files the runtime loads."""
+    from onnxruntime_genai.models.builder import create_model, parse_extra_options
+
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-m", str(source), "-i", str(source)]
-    cmd += ["-o", str(out), "-p", precision, "-e", "cpu", "-c", str(cache)]
-    if BUILDER_OPTIONS[precision]:
-        cmd += ["--extra_options", *BUILDER_OPTIONS[precision]]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0 or not (out / "genai_config.json").is_file():
-        raise ArtifactError(f"onnx export ({precision}) of {source} failed:\n{done.stderr[-3000:]}")
-    for extra in ("tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
-        (out / extra).unlink(missing_ok=True)  # the runtime reads tokenizer.json; the chat format is ours
+    chatter = io.StringIO()
+    args = (str(source), str(source), str(out), precision, "cpu", str(cache))
+    try:
+        with contextlib.redirect_stdout(chatter):
+            extra = parse_extra_options(*args, list(BUILDER_OPTIONS[precision]) or None)
+            create_model(*args, **extra)
+    except Exception as exc:
+        raise ArtifactError(
+            f"onnx export ({precision}) of {source} failed: {exc}\n{chatter.getvalue()[-3000:]}"
+        ) from exc
+    if not (out / "genai_config.json").is_file():
+        raise ArtifactError(f"onnx export ({precision}) of {source} wrote no genai_config.json")
+    for extra_file in ("tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json"):
+        (out / extra_file).unlink(missing_ok=True)  # the runtime reads tokenizer.json; the chat format is ours
     return out
 
 

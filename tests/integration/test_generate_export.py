@@ -1,0 +1,121 @@
+"""The generator path end to end on a tiny random Llama (tests/generate_tiny.py), in seconds: the exporter
+(ONNX with KV cache, int8, fp32 greedy parity against PyTorch, perplexity ratio, card), the ONNX runtime behind
+load_generator, the generate route on that real model with its audit record, and `cnai generate`.
+
+The export runs once per session into a folder keyed by onnxruntime-genai's version (the builder is what
+could change the graph). The bundled SmolLM2's own export, parity and perplexity are measured by
+`make bench-generate` (minutes, not a test)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cnai.audit.trail import Auditor, FileSink, read_records
+from cnai.cli import app as cli
+from cnai.errors import ArtifactError
+from cnai.generate import GenerationParams, load_generator
+from cnai.generate.artifact import read_generator_card
+from cnai.generate.hf import TransformersGenerator
+from cnai.local.context import LocalContext
+from cnai.model.identity import ModelId
+from cnai.serving.api import PredictApi
+from cnai.serving.generate_api import GenerateRoute
+from cnai.serving.service import ModelService
+from tests.generate_tiny import write_tiny_llama
+
+EVENT = json.loads((Path(__file__).parents[1] / "events" / "apigw_rest_predict.json").read_text())
+PROMPTS = ("hello card", "lost card reply", "customer thanks")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Any]:
+    """(source folder, exported int8 artifact, its card)."""
+    from models.export_generator import export
+
+    root = tmp_path_factory.mktemp(f"generator-{importlib.metadata.version('onnxruntime-genai')}")
+    source = write_tiny_llama(root / "src")
+    card = export("int8", root / "tiny-int8", source=source)
+    return source, root / "tiny-int8", card
+
+
+def test_the_export_is_checked_and_carded(exported: tuple[Path, Path, Any]) -> None:
+    # Given the tiny model exported to int8
+    _, folder, card = exported
+    # Then fp32 ONNX greedy matched PyTorch token for token on the fixed prompts (or the export would have failed)
+    assert card.parity["greedy_identical"] is True and card.parity["prompts"] == 5
+    # And the int8 perplexity is within 10% of fp32's on the held-out text
+    assert 0.9 < card.metrics["perplexity_ratio"]["int8"] <= 1.10
+    assert card.metrics["perplexity"]["fp32"] == pytest.approx(card.metrics["perplexity"]["torch"], rel=1e-3)
+    # And the card hashes the runtime's files, names the builder and the code version
+    assert {"genai_config.json", "model.onnx", "tokenizer.json"} <= set(card.files)
+    assert card.precision == "int8" and card.lineage.hyperparameters["builder"].startswith("onnxruntime-genai==")
+    assert card.lineage.code_version.startswith("0.") and read_generator_card(folder).version == card.version
+
+
+def test_the_onnx_runtime_generates_like_pytorch_on_its_own_fp32_twin(exported: tuple[Path, Path, Any]) -> None:
+    # Given the exported int8 artifact loaded by URI, and the PyTorch source
+    source, folder, card = exported
+    ours = load_generator(f"onnx:{folder}", threads=1)
+    reference = TransformersGenerator(source, ModelId("ref", "torch"), threads=1)
+    assert ours.identity == ModelId(card.name, card.version)
+    params = GenerationParams(max_new_tokens=12)
+    for prompt in PROMPTS:
+        # When both decode greedily
+        a, b = ours.generate(prompt, params), reference.generate(prompt, params)
+        # Then the same prompt tokens go in; int8 may pick other tokens than fp32, but the loop's accounting holds
+        assert a.tokens_in == b.tokens_in
+        assert a.tokens_out == len(a.token_ids) <= 12 and a.finish_reason in ("stop", "length")
+        # And greedy decoding is deterministic
+        assert ours.generate(prompt, params).token_ids == a.token_ids
+
+
+def test_a_tampered_artifact_is_not_loaded(exported: tuple[Path, Path, Any], tmp_path: Path) -> None:
+    import shutil
+
+    _, folder, _ = exported
+    copy_ = shutil.copytree(folder, tmp_path / "copy")
+    (copy_ / "tokenizer.json").write_text((copy_ / "tokenizer.json").read_text().replace("hello", "jello"))
+    with pytest.raises(ArtifactError, match=r"tokenizer\.json: .*sha256 differs|tokenizer\.json: \d+ bytes"):
+        load_generator(f"onnx:{copy_}")
+
+
+def test_the_route_serves_the_real_model_and_audits_it(exported: tuple[Path, Path, Any], tmp_path: Path) -> None:
+    # Given the predict API serving the exported generator
+    _, folder, card = exported
+    api = PredictApi(
+        ModelService({}),
+        Auditor(FileSink(tmp_path / "audit.jsonl")),
+        generate=GenerateRoute(load_generator(f"onnx:{folder}", threads=1)),
+    )
+    event = copy.deepcopy(EVENT)
+    event["path"] = f"/v1/models/{card.name}/generate"
+    event["body"] = json.dumps({"prompt": "hello card", "max_new_tokens": 8, "stop": ["zzz"]})
+    # When a caller posts a prompt
+    response = api.handle(event, LocalContext())
+    # Then tokens come back under the card's identity, and one audit record counts them
+    assert response["statusCode"] == 200, response["body"]
+    body = json.loads(response["body"])
+    assert body["version"] == card.version and 1 <= body["usage"]["tokens_out"] <= 8
+    (record,) = read_records(tmp_path / "audit.jsonl")
+    assert record.generation is not None and record.generation.tokens_out == body["usage"]["tokens_out"]
+    assert record.model_version == card.version and record.backend == "generate:OnnxGenerator"
+
+
+def test_cnai_generate_prints_the_generation(exported: tuple[Path, Path, Any]) -> None:
+    _, folder, card = exported
+    result = CliRunner().invoke(
+        cli, ["generate", "hello card", "--generator", f"onnx:{folder}", "--max-new-tokens", "5", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["model"] == f"{card.name}:{card.version}" and 1 <= answer["tokens_out"] <= 5
+    # And a generator that does not exist is a clear error, exit 2
+    missing = CliRunner().invoke(cli, ["generate", "hi", "--generator", "onnx:/nonexistent/gen"])
+    assert missing.exit_code == 2 and "no such generator folder" in missing.output
