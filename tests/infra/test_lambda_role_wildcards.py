@@ -62,7 +62,8 @@ def test_lambda_roles_use_resource_star_only_for_xray(templates: dict[str, asser
     walked = 0
     for name, template in templates.items():
         role_ids = lambda_role_ids(template)
-        assert role_ids, f"{name}: no Lambda role found"
+        has_functions = bool(template.find_resources("AWS::Lambda::Function"))
+        assert role_ids or not has_functions, f"{name}: no Lambda role found"
         for role_id in role_ids:
             statements = role_statements(template, role_id)
             assert statements, f"{name}/{role_id}: no policy statements"
