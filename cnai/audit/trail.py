@@ -43,11 +43,16 @@ class AuditUnavailableError(CnaiError):
 
 
 class Caller(BaseModel):
-    """Who asked. kind: iam (principal ARN), api_key (key id), cognito (subject), local, anonymous."""
+    """Who asked. kind: iam (principal ARN), api_key (key id), cognito (subject), local, anonymous.
+
+    `groups`: the Cognito groups the caller's token carried (what the handler authorized the call by); empty for
+    every other kind, and then left out of the record's JSON so records written before it existed, and their
+    chain hashes, stay byte for byte the same."""
 
     kind: Literal["iam", "api_key", "cognito", "local", "anonymous"]
     id: str | None = None
     account_id: str | None = None
+    groups: list[str] = Field(default_factory=list)
 
 
 class InputDigest(BaseModel):
@@ -154,11 +159,29 @@ def caller_from_request_context(context: dict[str, Any] | None) -> tuple[Caller,
         return Caller(kind=kind, id=arn, account_id=account), ip, agent
     claims = _dict(authorizer.get("claims"))
     if _str(claims.get("sub")):
-        return Caller(kind="cognito", id=_str(claims.get("sub")), account_id=account), ip, agent
+        caller = Caller(kind="cognito", id=_str(claims.get("sub")), account_id=account, groups=groups_of(claims))
+        return caller, ip, agent
     key = _str(identity.get("apiKeyId"))
     if key:
         return Caller(kind="api_key", id=key, account_id=account), ip, agent
     return Caller(kind="anonymous", account_id=account), ip, agent
+
+
+MAX_GROUPS = 50  # bounds what a record stores of a caller-influenced claim (a user pool caps a user at 100)
+
+
+def groups_of(claims: dict[str, Any]) -> list[str]:
+    """The `cognito:groups` claim as a list. A REST API's Cognito authorizer hands every claim to the Lambda as a
+    string: `predict,ingest`, or `[predict ingest]` (the token's JSON array printed by API Gateway); a test
+    or another front end may pass the array itself. Sorted and de-duplicated, so equal rights read the same."""
+    value = claims.get("cognito:groups")
+    if isinstance(value, list):
+        items = [v for v in value if isinstance(v, str)]
+    elif isinstance(value, str):
+        items = value.strip().removeprefix("[").removesuffix("]").replace(",", " ").split()
+    else:
+        return []
+    return sorted({safe_text(item.strip(), 128) or "" for item in items} - {""})[:MAX_GROUPS]
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -193,13 +216,15 @@ def record_from_event(
 
 
 def _dump(record: AuditRecord) -> dict[str, Any]:
-    """The record as JSON data; `action` and `generation` only when set, so records written before they existed
-    (and predict records) keep the bytes, and the chain hashes, they were written with."""
+    """The record as JSON data; `action`, `generation` and the caller's `groups` only when set, so records written
+    before they existed (and records without them) keep the bytes, and the chain hashes, they were written with."""
     data = record.model_dump(mode="json")
     if data.get("action") is None:
         data.pop("action", None)
     if data.get("generation") is None:
         data.pop("generation", None)
+    if not data["caller"].get("groups"):
+        data["caller"].pop("groups", None)
     return data
 
 

@@ -27,6 +27,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.metrics import MetricUnit
 
+from cnai.audit.access import FORBIDDEN, group_refusal, refusal_fields, route_group
 from cnai.audit.trail import (
     Auditor,
     AuditRecord,
@@ -437,8 +438,14 @@ class PredictApi:
     def _admit(self, call: Call) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """(event to route, early answer or None) for a POST: 415 for a body that is not JSON, 400 for a body
         that is not UTF-8 text; the body handed on decoded (Powertools would decode base64 again, and fail on
-        non-UTF-8 bytes as a 500), with the JSON media type Powertools expects."""
+        non-UTF-8 bytes as a 500), with the JSON media type Powertools expects. Before that, for any method, 403
+        for a Cognito caller outside the route's group (cnai.audit.access; a refused predict call is audited too)."""
         event = call.event
+        refusal = group_refusal(event.get("requestContext"), route_group(str(event.get("path", ""))))
+        if refusal is not None:
+            call.error = FORBIDDEN
+            fields = refusal_fields(refusal)
+            return event, error_response(HTTPStatus.FORBIDDEN, FORBIDDEN, refusal, call.request_id, fields)
         if event.get("httpMethod") != "POST":
             return event, None
         content_type = header(event, "content-type")
