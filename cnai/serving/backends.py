@@ -133,4 +133,15 @@ class SageMakerBackend:
             raise BackendError(
                 f"SageMaker endpoint {self.endpoint}: {len(answer.predictions)} answers for {len(texts)}"
             )
+        self._follow(answer)
         return answer.predictions, 0
+
+    def _follow(self, answer: PredictResponse) -> None:
+        """The deploy workflow updates the endpoint under a warm container: when the model that answered is not
+        the one described, describe again, so this response, its audit record and GET /v1/models name the model
+        that actually answered (one extra call per switch, not per request)."""
+        known = self.detail().identity
+        if (answer.version, answer.package_version) != (known.version, known.package_version):
+            with self._lock:
+                self._detail = None
+            self.detail()
