@@ -35,8 +35,9 @@ def _handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 # The cookbook's decorator order: context + correlation id, metrics flush, tracing. With metrics disabled
-# (POWERTOOLS_METRICS_DISABLED) there is nothing to flush, so log_metrics is left out.
-_traced = tracer.capture_lambda_handler(_handler, capture_response=False)
+# (POWERTOOLS_METRICS_DISABLED) there is nothing to flush, so log_metrics is left out; with tracing off
+# (outside Lambda, or POWERTOOLS_TRACE_DISABLED) there is nothing to trace, so capture_lambda_handler is too.
+_traced = _handler if tracer.disabled else tracer.capture_lambda_handler(_handler, capture_response=False)
 _measured = metrics.log_metrics(_traced, capture_cold_start_metric=True) if METRICS_ON else _traced
 handler = logger.inject_lambda_context(_measured, log_event=False)
 
