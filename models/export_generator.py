@@ -144,6 +144,7 @@ def export(
 ) -> GeneratorCard:
     """Export, check and package `source` (default: the bundled model) at `precision` into `out`."""
     started = time.perf_counter()
+    is_bundled = source is None  # decided here: asking hf_folder() later would convert the GGUF (minutes)
     source = source or bundled.hf_folder()
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="export-generator-", dir=out.parent))
@@ -173,7 +174,7 @@ def export(
                 f" perplexities {ppl})"
             )
         card = GeneratorCard(
-            name=bundled.NAME if source == bundled.hf_folder() else source.name,
+            name=bundled.NAME if is_bundled else source.name,
             precision=precision,
             context_length=int(
                 json.loads((folders[precision] / "genai_config.json").read_text())["model"]["context_length"]
@@ -190,7 +191,7 @@ def export(
                 "max_new_tokens": PARITY_TOKENS,
                 "compared": "onnx fp32 vs transformers fp32, greedy, token ids",
             },
-            lineage=source_lineage(source, precision),
+            lineage=source_lineage(source, precision, is_bundled),
         )
         final = folders[precision]
         card = write_generator_card(final, card)
@@ -204,17 +205,15 @@ def export(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def source_lineage(source: Path, precision: str) -> Lineage:
+def source_lineage(source: Path, precision: str, is_bundled: bool) -> Lineage:
     """Where the weights came from: the GGUF (package, file, sha256) for the bundled model, else the
-    folder's config and weights hashes; the recipe is the builder and its settings."""
+    folder's name and config hash; the recipe is the builder and its settings."""
     teacher: dict[str, Any]
-    try:
+    if is_bundled:
         gguf = bundled.gguf_path()
         teacher = {"package": f"{bundled.PACKAGE}=={bundled.package_version()}", "file": gguf.name}
-        teacher["sha256"] = sha256_file(gguf) if source == bundled.hf_folder() else None
-    except ArtifactError:
-        teacher = {}
-    if not teacher.get("sha256"):
+        teacher["sha256"] = sha256_file(gguf)
+    else:
         teacher = {"folder": source.name, "config_sha256": sha256_file(source / "config.json")}
     recipe = {"builder": f"onnxruntime-genai=={importlib.metadata.version('onnxruntime-genai')}"}
     recipe.update(precision=precision, execution_provider="cpu", kv_cache="GroupQueryAttention, past/present")

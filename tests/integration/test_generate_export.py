@@ -119,3 +119,35 @@ def test_cnai_generate_prints_the_generation(exported: tuple[Path, Path, Any]) -
     # And a generator that does not exist is a clear error, exit 2
     missing = CliRunner().invoke(cli, ["generate", "hi", "--generator", "onnx:/nonexistent/gen"])
     assert missing.exit_code == 2 and "no such generator folder" in missing.output
+
+
+def test_the_card_registers_with_the_classifiers_lineage_keys(
+    exported: tuple[Path, Path, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the exported card and a model registry (moto)
+    import boto3
+    from moto import mock_aws
+
+    from cnai.registry.packages import Registry
+    from models.export_generator import registry_lineage
+
+    _, _, card = exported
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    with mock_aws():
+        registry = Registry(boto3.client("sagemaker", region_name="eu-west-1"), "cnai-test")
+        registry.ensure_group(card.name)
+        # When a version is created with the card's lineage
+        version = registry.create_version(
+            card.name,
+            image="image",
+            model_data="s3://models/generator/model.tar.gz",
+            report_uri="s3://models/generator/report.json",
+            metrics={"perplexity_ratio": card.metrics["perplexity_ratio"]["int8"]},
+            lineage=registry_lineage(card),
+            approved=False,
+        )
+    # Then the registry keeps the artifact version, the source, the recipe and the code version
+    assert version.lineage["artifact_version"] == card.version
+    assert version.lineage["code_version"] == card.lineage.code_version
+    assert version.lineage["recipe_fingerprint"] == card.lineage.hyperparameters["recipe_fingerprint"]
+    assert "config_sha256" in version.lineage["teacher"]
