@@ -11,7 +11,10 @@ On one thread and a fixed prompt set (PROMPTS, greedy, MAX_NEW_TOKENS each):
 - package_mb: the artifact folder on disk (what a Lambda or a SageMaker container unpacks), and its tarball.
 
 tokens/s = tokens generated / wall time of the calls (prompt processing included); ttft_ms = median time from
-the call to the first new token. Benchmarks print; they assert nothing about time.
+the call to the first new token. The runners take the prompts in turn (each prompt through ours, the peer and
+the other exports before the next), so load from other processes on a shared machine hits them alike; the
+report adds tokens per CPU second of this process (less sensitive to that load) and the load average.
+Benchmarks print; they assert nothing about time.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ if __package__ in (None, ""):
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -44,23 +48,24 @@ KEYS = (
 )  # fmt: skip
 
 
-def measure_ours(generator: Any) -> dict[str, Any]:
+Run = tuple[list[int], float, float, float]  # (new token ids, ttft ms, wall s, cpu s)
+
+
+def ours_runner(generator: Any) -> Any:
     from cnai.generate import GenerationParams
 
     params = GenerationParams(max_new_tokens=MAX_NEW_TOKENS)
-    generator.generate(PROMPTS[0], GenerationParams(max_new_tokens=4))  # warm-up: first-call allocations
-    results = [generator.generate(p, params) for p in PROMPTS]
-    tokens = sum(r.tokens_out for r in results)
-    seconds = sum(r.total_ms for r in results) / 1000.0
-    return {
-        "tokens_per_s": tokens / seconds,
-        "ttft_ms": statistics.median(r.ttft_ms for r in results),
-        "tokens": tokens,
-        "outputs": [list(r.token_ids) for r in results],
-    }
+
+    def run(prompt: str) -> Run:
+        cpu = time.process_time()
+        result = generator.generate(prompt, params)
+        return list(result.token_ids), result.ttft_ms, result.total_ms / 1000.0, time.process_time() - cpu
+
+    run(PROMPTS[0])  # warm-up: first-call allocations
+    return run
 
 
-def measure_peer(folder: Path) -> dict[str, Any]:
+def peer_runner(folder: Path) -> Any:
     """transformers as its users run it: model.generate, greedy, one thread; a streamer notes the first token."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -83,32 +88,45 @@ def measure_peer(folder: Path) -> dict[str, Any]:
         def end(self) -> None:
             pass
 
-    def run(prompt: str, max_new_tokens: int) -> tuple[list[int], float, float]:
+    def run(prompt: str) -> Run:
         chat = [{"role": "user", "content": prompt}]
-        started = time.perf_counter()
+        cpu, started = time.process_time(), time.perf_counter()
         ids: Any = tokenizer.apply_chat_template(
             chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
         streamer = FirstToken()
         with torch.inference_mode():
             out = model.generate(
-                **ids, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer, pad_token_id=2
+                **ids, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, streamer=streamer, pad_token_id=2
             )
-        total = time.perf_counter() - started
+        total, cpu = time.perf_counter() - started, time.process_time() - cpu
         new = out[0, ids["input_ids"].shape[1] :].tolist()
         if new and new[-1] in (0, 2):
             new = new[:-1]  # the end of turn is not a generated token for us either
-        return new, ((streamer.at or time.perf_counter()) - started) * 1000.0, total
+        return new, ((streamer.at or time.perf_counter()) - started) * 1000.0, total, cpu
 
-    run(PROMPTS[0], 4)
-    runs = [run(p, MAX_NEW_TOKENS) for p in PROMPTS]
+    run(PROMPTS[0])
+    return run
+
+
+def summary(runs: list[Run]) -> dict[str, Any]:
     tokens = sum(len(r[0]) for r in runs)
     return {
         "tokens_per_s": tokens / sum(r[2] for r in runs),
+        "tokens_per_cpu_s": tokens / sum(r[3] for r in runs),
         "ttft_ms": statistics.median(r[1] for r in runs),
         "tokens": tokens,
         "outputs": [r[0] for r in runs],
     }
+
+
+def interleaved(runners: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each prompt through every runner in turn, so a burst of load from other processes hits them alike."""
+    runs: dict[str, list[Run]] = {name: [] for name in runners}
+    for prompt in PROMPTS:
+        for name, run in runners.items():
+            runs[name].append(run(prompt))
+    return {name: summary(r) for name, r in runs.items()}
 
 
 def folder_mb(folder: Path) -> float:
@@ -130,23 +148,32 @@ def main(argv: list[str] | None = None) -> int:
     hf = bundled.hf_folder()
     shipped = bundled.onnx_folder(args.precision)
     report: dict[str, Any] = {"prompts": len(PROMPTS), "max_new_tokens": MAX_NEW_TOKENS, "threads": 1}
-    ours = measure_ours(load_generator(f"onnx:{shipped}", threads=1))
-    print(f"ours ({args.precision}): {ours['tokens_per_s']:.1f} tokens/s, first token {ours['ttft_ms']:.0f} ms")
-    try:
-        int8 = measure_ours(load_generator(f"onnx:{bundled.onnx_folder('int8')}", threads=1))
-        report["ours_int8_tokens_per_s"], report["ours_int8_ttft_ms"] = int8["tokens_per_s"], int8["ttft_ms"]
-        print(f"ours (int8): {int8['tokens_per_s']:.1f} tokens/s, first token {int8['ttft_ms']:.0f} ms")
-    except Exception as exc:  # the int8 export is optional
-        print(f"ours (int8): not measured ({exc})")
-    peer = measure_peer(hf)
-    print(f"peer (transformers fp32): {peer['tokens_per_s']:.1f} tokens/s, first token {peer['ttft_ms']:.0f} ms")
+    report["load_average_at_start"] = round(os.getloadavg()[0], 2)
+    runners = {"ours": ours_runner(load_generator(f"onnx:{shipped}", threads=1)), "peer": peer_runner(hf)}
+    for other in ("int8", "int4"):
+        try:
+            if other != args.precision:
+                runners[other] = ours_runner(load_generator(f"onnx:{bundled.onnx_folder(other)}", threads=1))
+        except Exception as exc:  # another export is optional
+            print(f"ours ({other}): not measured ({exc})")
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = build_onnx(hf, Path(tmp) / "fp32", "fp32", Path(tmp) / "cache")
-        witness = measure_ours(OnnxGenerator(fp32, ModelId("witness", "fp32"), threads=1))
-        same = [a == b for a, b in zip(witness["outputs"], peer["outputs"], strict=True)]
+        runners["fp32"] = ours_runner(OnnxGenerator(fp32, ModelId("witness", "fp32"), threads=1))
+        figures = interleaved(runners)
         codec = TextCodec.from_file(fp32 / "tokenizer.json")
         held_out = codec.encode(HELD_OUT_TEXT)
         ppl_fp32, ppl_ours = perplexity_onnx(fp32, held_out), perplexity_onnx(shipped, held_out)
+    for name, f in figures.items():
+        print(f"{name}: {f['tokens_per_s']:.1f} tokens/s ({f['tokens_per_cpu_s']:.1f} per CPU second), first token "
+              f"{f['ttft_ms']:.0f} ms")  # fmt: skip
+    ours, peer = figures["ours"], figures["peer"]
+    same = [a == b for a, b in zip(figures["fp32"]["outputs"], peer["outputs"], strict=True)]
+    report["load_average_at_end"] = round(os.getloadavg()[0], 2)
+    for name, f in figures.items():
+        if name not in ("ours", "peer"):
+            report[f"onnx_{name}"] = {
+                k: round(v, 2) for k, v in f.items() if k in ("tokens_per_s", "tokens_per_cpu_s", "ttft_ms")
+            }
     tar = shipped.parent / f"{shipped.name}.tar.gz"
     report.update(
         ours_tokens_per_s=round(ours["tokens_per_s"], 2),
@@ -160,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         package_mb=round(folder_mb(shipped), 1),
         package_tar_mb=round(tar.stat().st_size / 1e6, 1) if tar.is_file() else None,
         speedup=round(ours["tokens_per_s"] / peer["tokens_per_s"], 2),
+        ours_tokens_per_cpu_s=round(ours["tokens_per_cpu_s"], 2),
+        peer_tokens_per_cpu_s=round(peer["tokens_per_cpu_s"], 2),
+        speedup_cpu=round(ours["tokens_per_cpu_s"] / peer["tokens_per_cpu_s"], 2),
         precision=args.precision,
         tokens={"ours": ours["tokens"], "peer": peer["tokens"]},
     )
