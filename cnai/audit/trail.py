@@ -33,6 +33,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, Field, ValidationError
 
 from cnai.errors import CnaiError
+from cnai.identity import groups_of
 
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64
@@ -165,23 +166,6 @@ def caller_from_request_context(context: dict[str, Any] | None) -> tuple[Caller,
     if key:
         return Caller(kind="api_key", id=key, account_id=account), ip, agent
     return Caller(kind="anonymous", account_id=account), ip, agent
-
-
-MAX_GROUPS = 50  # bounds what a record stores of a caller-influenced claim (a user pool caps a user at 100)
-
-
-def groups_of(claims: dict[str, Any]) -> list[str]:
-    """The `cognito:groups` claim as a list. A REST API's Cognito authorizer hands every claim to the Lambda as a
-    string: `predict,ingest`, or `[predict ingest]` (the token's JSON array printed by API Gateway); a test
-    or another front end may pass the array itself. Sorted and de-duplicated, so equal rights read the same."""
-    value = claims.get("cognito:groups")
-    if isinstance(value, list):
-        items = [v for v in value if isinstance(v, str)]
-    elif isinstance(value, str):
-        items = value.strip().removeprefix("[").removesuffix("]").replace(",", " ").split()
-    else:
-        return []
-    return sorted({safe_text(item.strip(), 128) or "" for item in items} - {""})[:MAX_GROUPS]
 
 
 def _dict(value: Any) -> dict[str, Any]:

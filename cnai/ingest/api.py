@@ -18,8 +18,8 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.metrics import MetricUnit
 
-from cnai.audit.access import FORBIDDEN, INGEST, group_refusal, refusal_fields
 from cnai.errors import error_body
+from cnai.identity import FORBIDDEN, INGEST, group_refusal, refusal_fields
 from cnai.ingest.producer import DEFAULT_SPREAD, Entry, Producer, SendSummary, entry_for
 from cnai.ingest.records import RecordError, parse_record
 from cnai.observability import logger, metric
@@ -122,7 +122,7 @@ def build_ingest_api(producer: Producer, *, max_records: int, spread: int) -> AP
     @app.post("/v1/ingest")
     def post_ingest() -> Response[str]:
         event = app.current_event
-        # The gateway's Cognito authorizer proved the token, not the group (cnai.audit.access).
+        # The gateway's Cognito authorizer proved the token, not the group (cnai.identity).
         refusal = group_refusal(event.raw_event.get("requestContext"), INGEST)
         if refusal is not None:
             metric("IngestRequestsRejected", MetricUnit.Count, 1)

@@ -27,7 +27,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.metrics import MetricUnit
 
-from cnai.audit.access import FORBIDDEN, group_refusal, refusal_fields, route_group
 from cnai.audit.trail import (
     Auditor,
     AuditRecord,
@@ -39,6 +38,7 @@ from cnai.audit.trail import (
 )
 from cnai.errors import error_body
 from cnai.generate import GenerationError
+from cnai.identity import FORBIDDEN, group_refusal, refusal_fields, route_group
 from cnai.model.identity import ModelId
 from cnai.model.predictor import Predictor
 from cnai.observability import logger, metric
@@ -439,7 +439,7 @@ class PredictApi:
         """(event to route, early answer or None) for a POST: 415 for a body that is not JSON, 400 for a body
         that is not UTF-8 text; the body handed on decoded (Powertools would decode base64 again, and fail on
         non-UTF-8 bytes as a 500), with the JSON media type Powertools expects. Before that, for any method, 403
-        for a Cognito caller outside the route's group (cnai.audit.access; a refused predict call is audited too)."""
+        for a Cognito caller outside the route's group (cnai.identity; a refused predict call is audited too)."""
         event = call.event
         refusal = group_refusal(event.get("requestContext"), route_group(str(event.get("path", ""))))
         if refusal is not None:

@@ -9,7 +9,6 @@ import json
 
 import pytest
 
-from cnai.audit.access import group_refusal, route_group
 from cnai.audit.trail import (
     Auditor,
     AuditRecord,
@@ -21,6 +20,7 @@ from cnai.audit.trail import (
     digest_inputs,
     verify_chain,
 )
+from cnai.identity import group_refusal, route_group
 
 # The sha256 of this record's canonical bytes, computed with cnai/audit/trail.py as it was before `groups`.
 BEFORE_GROUPS = "acb449cc015860ef265530780f9327087f7a9d9cfef8c292f5515f7f3f33e0fb"

@@ -1,4 +1,5 @@
-"""Which Cognito group each API route needs, decided in the handler.
+"""Cognito groups: reading them from a token's claims, and which group each API route needs (decided in the
+handler).
 
 With `cnai:api.auth=cognito` the API Gateway authorizer only proves that the token is valid and was issued by
 the deployment's user pool; it does not look at the groups. The handlers do: predict and model routes need the
@@ -11,14 +12,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnai.audit.trail import groups_of
-
 PREDICT = "predict"
 INGEST = "ingest"
 APPROVERS = "model-approvers"
 GROUPS = (PREDICT, INGEST, APPROVERS)
 
 FORBIDDEN = "forbidden"  # the error code of a refused group, in the one error shape (cnai.errors.error_body)
+
+
+MAX_GROUPS = 50  # bounds what a record stores of a caller-influenced claim (a user pool caps a user at 100)
+
+
+def groups_of(claims: dict[str, Any]) -> list[str]:
+    """The `cognito:groups` claim as a list. A REST API's Cognito authorizer hands every claim to the Lambda as a
+    string: `predict,ingest`, or `[predict ingest]` (the token's JSON array printed by API Gateway); a test
+    or another front end may pass the array itself. Sorted and de-duplicated, so equal rights read the same."""
+    value = claims.get("cognito:groups")
+    if isinstance(value, list):
+        items = [v for v in value if isinstance(v, str)]
+    elif isinstance(value, str):
+        items = value.strip().removeprefix("[").removesuffix("]").replace(",", " ").split()
+    else:
+        return []
+    bounded = (item.strip()[:128].encode("utf-8", "backslashreplace").decode("utf-8") for item in items)
+    return sorted(set(bounded) - {""})[:MAX_GROUPS]
 
 
 def route_group(path: str) -> str | None:
