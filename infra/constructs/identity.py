@@ -6,7 +6,7 @@
       --ID token--> identity pool (token-based role mapping) --> the group's IAM role's credentials
                                                                   (model-approvers: `cnai models approve`)
 
-The groups are what cnai.audit.access names: `predict` (predict and model routes), `ingest` (POST /v1/ingest),
+The groups are what cnai.identity names: `predict` (predict and model routes), `ingest` (POST /v1/ingest),
 `model-approvers` (approve or reject model package versions of this deployment). Each group carries the role
 the identity pool hands its members, so the mapping of groups to rights is literal, in IAM: the predict and
 ingest roles may invoke exactly their routes of this API's stage (SigV4 callers with those credentials), the
@@ -27,7 +27,7 @@ from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from cnai.audit.access import APPROVERS, INGEST, PREDICT
+from cnai.identity import APPROVERS, INGEST, PREDICT
 from infra.constructs.nag import acknowledge, acknowledge_inline_policy
 from infra.constructs.nag_findings import allow
 
