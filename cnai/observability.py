@@ -5,10 +5,10 @@ and POWERTOOLS_LOG_LEVEL; infra sets them per function; the defaults below only 
 (tests, `cnai serve`).
 
 Tracing: in Lambda (LAMBDA_TASK_ROOT set) with tracing not disabled, the Tracer uses the X-Ray SDK, with
-botocore patched (TRACED_MODULES) rather than every library the SDK knows. Everywhere else (tests,
-`cnai serve`, the benchmarks) and when POWERTOOLS_TRACE_DISABLED is true, the Tracer gets a no-op provider,
-because merely constructing the X-Ray recorder costs about 150 ms of cold start on a small CPU and nothing
-would receive the traces anyway.
+botocore patched (TRACED_MODULES, when it is imported) rather than every library the SDK knows. Everywhere
+else (tests, `cnai serve`, the benchmarks) and when POWERTOOLS_TRACE_DISABLED is true, the Tracer gets a
+no-op provider, because merely constructing the X-Ray recorder costs about 150 ms of cold start on a small
+CPU and nothing would receive the traces anyway.
 """
 
 from __future__ import annotations
@@ -72,11 +72,28 @@ def metric(name: str, unit: MetricUnit, value: float) -> None:
 
 # The only outbound calls cnai functions make go through botocore (S3, Kinesis, SageMaker, ...). Powertools'
 # default patches every library the X-Ray SDK knows that is installed (requests, httpx, sqlite3, ...),
-# importing each: most of the ~100 ms that tracing added to the predict function's cold start.
-TRACED_MODULES = ("botocore",)
+# importing each at cold start. Here botocore is patched when botocore.session is first imported (by wrapt's
+# post-import hook, the mechanism the X-Ray SDK is built on), not at init: patching imports botocore.client,
+# the heavy part (~40% of the traced cold start), which a cold start that creates no AWS client never needs;
+# every client is made by a botocore session, so one that does is patched before its first client exists.
+# (Not on botocore.client itself: its hook runs before `botocore.client` is set on the package, which the
+# patch reads.) Library -> the module whose import triggers its patch.
+TRACED_MODULES = {"botocore": "botocore.session"}
+
+
+def _traced() -> Tracer:
+    import wrapt  # the X-Ray SDK's own dependency: present wherever tracing is on
+
+    tracer = Tracer(service=SERVICE, auto_patch=False)
+    for library, trigger in TRACED_MODULES.items():
+
+        def patch(_module: Any, library: str = library) -> None:
+            tracer.patch([library])
+
+        wrapt.register_post_import_hook(patch, trigger)
+    return tracer
+
 
 tracer = (
-    Tracer(service=SERVICE, patch_modules=TRACED_MODULES)
-    if tracing_enabled()
-    else Tracer(service=SERVICE, disabled=True, auto_patch=False, provider=_NoTracing())
+    _traced() if tracing_enabled() else Tracer(service=SERVICE, disabled=True, auto_patch=False, provider=_NoTracing())
 )
