@@ -4,13 +4,16 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# checkov lives in its own venv: its pins conflict with the project's (infra/checkov-requirements.txt pins all of it).
+CHECKOV := .tools/checkov
+CHECKOV_STAMP := $(CHECKOV)/.installed
 EXTRAS ?= training,aws,infra,dev,generate
 DATA ?= ../shared/datasets/banking77
 LOCAL := .local
 # Two workers, one test file per worker (module fixtures such as a synthesized app are built once per file).
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: lock help setup run train-quick bench-pipeline test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-augment bench-ingest bench-serve cost clean
+.PHONY: lock help setup tools-checkov lint-templates run train-quick bench-pipeline test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-augment bench-ingest bench-serve cost clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -44,10 +47,22 @@ test-infra: setup ## CDK assertions and cdk-nag
 test-integration: setup ## moto, local servers, small end-to-end pipelines
 	$(PY) -m pytest -m "integration" $(PYTEST_ARGS)
 
-lint: setup ## ruff lint + format check + the import contract (pyproject [tool.importlinter])
+lint: setup synth ## ruff lint + format check + the import contract (pyproject [tool.importlinter]) + lint-templates
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(MAKE) lint-templates
+
+$(CHECKOV_STAMP): infra/checkov-requirements.txt
+	rm -rf $(CHECKOV)
+	$(PYTHON) -m venv $(CHECKOV)
+	$(CHECKOV)/bin/pip install -q --no-deps -r infra/checkov-requirements.txt
+	touch $(CHECKOV_STAMP)
+
+tools-checkov: $(CHECKOV_STAMP) ## install checkov into its own venv (.tools/checkov), every package pinned, no resolution
+
+lint-templates: setup tools-checkov ## cfn-lint + checkov over cdk.out/*.template.json with the reviewed skips (infra/template-lint-skips.toml); run make synth first
+	$(PY) -m infra.lint_templates --cdk-out cdk.out --checkov $(CHECKOV)/bin/checkov
 
 format: setup ## apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .

@@ -68,12 +68,25 @@ class EndpointSettings(Group):
     memory_mb: int = Field(2048, ge=1024, le=6144, multiple_of=1024, description="serverless memory")
     max_concurrency: int = Field(5, ge=1, le=200)
     image_uri: str | None = Field(None, description="inference image; None: regional PyTorch inference DLC")
+    network_isolation: bool | None = Field(
+        None, description="container without network; None: on exactly when image_uri is set"
+    )
 
     @model_validator(mode="after")
     def _route_needs_endpoint(self) -> EndpointSettings:
         if self.route and not self.enabled:
             raise ValueError("serving.endpoint.route needs serving.endpoint.enabled: there is no endpoint to route to")
+        if self.network_isolation and self.image_uri is None:
+            raise ValueError(
+                "serving.endpoint.network_isolation needs serving.endpoint.image_uri: the default PyTorch image "
+                "installs the tar's code/requirements.txt from PyPI at start, which an isolated container cannot reach"
+            )
         return self
+
+    @property
+    def isolated(self) -> bool:
+        """Whether the endpoint's Model runs without network access (the resolved `network_isolation`)."""
+        return self.image_uri is not None if self.network_isolation is None else self.network_isolation
 
 
 class ServingSettings(Group):
@@ -102,36 +115,19 @@ class AuditSettings(Group):
 class ApiSettings(Group):
     """The regional REST API in front of predict and ingest."""
 
-    auth: Literal["iam", "cognito"] = Field(
-        "iam", description="who proves the caller on every route: SigV4 (IAM), or a Cognito user pool's ID token"
-    )
-    iam_auth: bool = Field(True, description="with auth=iam: SigV4 on every route (false: API keys alone)")
-    user_pool_id: str | None = Field(
-        None, pattern=r"^[\w-]+_[0-9a-zA-Z]+$", description="auth=cognito: an existing user pool; None: one is created"
-    )
-    cognito_plus: bool = Field(False, description="auth=cognito: Plus feature plan, threat protection (billed per MAU)")
+    iam_auth: bool = Field(True, description="SigV4 (IAM) on every route; the default")
     keys: bool = Field(False, description="require an API key (usage plan with quota) on every route")
     throttle_rate: float = Field(100.0, gt=0, description="stage steady-state requests/s")
     throttle_burst: int = Field(200, ge=1)
     quota_per_day: int = Field(100_000, ge=1, description="usage-plan quota per API key, when keys")
+    waf: bool = Field(True, description="regional WAF web ACL on the stage (rate limit, AWS managed rules)")
+    waf_rate_limit: int = Field(2000, ge=10, le=2_000_000_000, description="requests per 5 min per IP, then block")
 
     @model_validator(mode="after")
     def _never_open(self) -> ApiSettings:
-        if self.auth == "iam" and not (self.iam_auth or self.keys):
+        if not (self.iam_auth or self.keys):
             raise ValueError("api.iam_auth and api.keys are both false: the predict API would be open to anyone")
-        if self.auth != "cognito" and (self.user_pool_id or self.cognito_plus):
-            given = "api.user_pool_id" if self.user_pool_id else "api.cognito_plus"
-            raise ValueError(f"{given} needs api.auth=cognito: with auth={self.auth} there is no user pool")
-        if self.user_pool_id and self.cognito_plus:
-            raise ValueError("api.cognito_plus applies to a pool the stack creates; an existing pool keeps its plan")
         return self
-
-    @property
-    def authorizer(self) -> Literal["iam", "cognito", "none"]:
-        """What every method's authorization is: Cognito, IAM, or none (then API keys guard it)."""
-        if self.auth == "cognito":
-            return "cognito"
-        return "iam" if self.iam_auth else "none"
 
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"

@@ -35,7 +35,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.constructs.monitoring import Monitoring
-from infra.constructs.nag import acknowledge
+from infra.constructs.nag import acknowledge, acknowledge_inline_policy
 from infra.constructs.python_function import log_groups_arn
 from infra.constructs.secure_bucket import SecureBucket
 
@@ -198,6 +198,16 @@ class AuditTrail(Construct):
             role_arn=self.subscription_role.role_arn,
         )
         self.subscription.node.add_dependency(self.subscription_role)
+        acknowledge_inline_policy(
+            self.delivery_role,
+            f"{self.delivery_role.node.path}: Firehose's role writes the audit bucket, its key and its own error log "
+            "group only (named resources, source-account condition); no other principal should ever hold it.",
+        )
+        acknowledge_inline_policy(
+            self.subscription_role,
+            f"{self.subscription_role.node.path}: CloudWatch Logs' role puts records into this one delivery stream; "
+            "a statement that small has no reuse a managed policy would serve.",
+        )
         self._glue(database_name)
         self._workgroup(key, removal_policy)
         self._alarms(source, monitoring)

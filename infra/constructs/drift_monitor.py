@@ -30,8 +30,9 @@ from cnai.settings import environment_for
 from functions.drift_monitor.settings import DriftMonitorSettings
 from infra.config import DriftSettings
 from infra.constructs.monitoring import Monitoring
+from infra.constructs.nag import acknowledge_inline_policy
 from infra.constructs.nag_findings import allow, allow_list
-from infra.constructs.python_function import PythonFunction
+from infra.constructs.python_function import Invocation, PythonFunction
 from infra.constructs.secure_bucket import SecureBucket
 from infra.constructs.secure_table import secure_table
 
@@ -111,6 +112,7 @@ class DriftMonitor(Construct):
             memory_size=1024,
             timeout=cdk.Duration.minutes(5),
             reserved_concurrency=1,  # one run at a time: ticks never overlap on the same cool-down
+            invocation=Invocation.scheduler("DriftMonitorErrors"),
         )
         self.function = self.monitor.function
         self._grant(
@@ -124,6 +126,7 @@ class DriftMonitor(Construct):
             assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
             description="EventBridge Scheduler: invoke the drift monitor",
         )
+        acknowledge_inline_policy(role)
         allow(role, sid="InvokeMonitor", actions=["lambda:InvokeFunction"], resources=[self.function.function_arn])
         self.schedules: dict[str, scheduler.CfnSchedule] = {}
         for model in models:

@@ -24,6 +24,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
+from infra.constructs.nag import acknowledge
+
 FIVE_MINUTES = cdk.Duration.minutes(5)
 ABOVE = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
 
@@ -72,7 +74,14 @@ class Monitoring(Construct):
             )
         )
         for email in emails:
-            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+            subscription = self.topic.add_subscription(subscriptions.EmailSubscription(email))
+            acknowledge(
+                subscription,
+                "Serverless-SNSRedrivePolicy",
+                "An alarm email SNS could not deliver would land in a DLQ whose only way to reach a person is this "
+                "same topic; the alarm's state and history stay in CloudWatch (console, describe-alarm-history), "
+                "and every alarm also notifies on OK, so a lost email leaves a visible gap.",
+            )
         self._action = actions.SnsAction(self.topic)
         self.alarms: list[cloudwatch.Alarm] = []
 

@@ -7,10 +7,11 @@ authorization, validation and throttling apply per method):
     GET  /v1/models                   GET /v1/models/{model}    GET /v1/health    GET /v1/openapi.json
     POST /v1/ingest                   ING's thin ingest Lambda, when given
 
-Security: IAM (SigV4) authorization by default (or, given a `user_pool`, a Cognito user-pool authorizer on every
-method: infra/constructs/identity.py), optional API keys with a usage plan and quota, TLS 1.2
-security policy, stage throttling, a request validator for the request parameters only, JSON access logs in a
-KMS-encrypted log group, execution logs for errors, X-Ray tracing.
+Security: IAM (SigV4) authorization by default, optional API keys with a usage plan and quota, TLS 1.2
+security policy, stage throttling, a regional WAF web ACL on the stage (per-IP rate limit, AWS managed rule groups,
+its own KMS-encrypted log group with the API key header redacted; `waf=False` leaves it out, e.g. in dev), a
+request validator for the request parameters only, JSON access logs in a KMS-encrypted log group, execution logs
+for errors, X-Ray tracing.
 
 No body validation at the gateway: a 400 there would answer before the Lambda runs, so that predict call would
 leave no audit record (one per call, success or failure) and get an error shape unlike the handler's. The
@@ -22,15 +23,24 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
-from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.constructs.nag import acknowledge
+from infra.constructs.nag import acknowledge, in_packs
 
 TLS_POLICY = "TLS_1_2"
+# AWS managed rule groups on the web ACL, in evaluation order. The common rule set's 8 KB body limit would block
+# legitimate predict calls (up to serving.max_inputs x serving.max_input_chars of text): that one rule only counts;
+# the handler bounds bodies itself (413).
+MANAGED_RULE_GROUPS = (
+    "AWSManagedRulesAmazonIpReputationList",
+    "AWSManagedRulesKnownBadInputsRuleSet",
+    "AWSManagedRulesCommonRuleSet",
+)
+COUNT_ONLY = {"AWSManagedRulesCommonRuleSet": ("SizeRestrictions_BODY",)}
 
 
 class PredictApi(Construct):
@@ -45,17 +55,18 @@ class PredictApi(Construct):
         key: kms.IKey,
         stage_name: str,
         iam_auth: bool = True,
-        user_pool: cognito.IUserPool | None = None,
         api_keys: bool = False,
         throttle_rate: float = 100.0,
         throttle_burst: int = 200,
         quota_per_day: int = 100_000,
+        waf: bool = True,
+        waf_rate_limit: int = 2000,
         ingest: lambda_.IFunction | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, construct_id)
-        if not (iam_auth or api_keys or user_pool):
+        if not (iam_auth or api_keys):
             raise ValueError("iam_auth and api_keys are both false: the API would be open to anyone")
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", encryption_key=key, retention=log_retention, removal_policy=removal_policy
@@ -102,13 +113,6 @@ class PredictApi(Construct):
             self, "Validator", rest_api=self.api, validate_request_body=False, validate_request_parameters=True
         )
         auth = apigw.AuthorizationType.IAM if iam_auth else apigw.AuthorizationType.NONE
-        # With a user pool, every method takes its ID token instead of SigV4 (the handlers check the group).
-        authorizer: apigw.IAuthorizer | None = None
-        if user_pool is not None:
-            auth = apigw.AuthorizationType.COGNITO
-            authorizer = apigw.CognitoUserPoolsAuthorizer(
-                self, "Authorizer", cognito_user_pools=[user_pool], results_cache_ttl=cdk.Duration.minutes(5)
-            )
         target = apigw.LambdaIntegration(predict, proxy=True)
 
         def method(resource: apigw.IResource, verb: str, **extra: object) -> apigw.Method:
@@ -116,7 +120,6 @@ class PredictApi(Construct):
                 verb,
                 target,
                 authorization_type=auth,
-                authorizer=authorizer,
                 api_key_required=api_keys,
                 request_validator=self.validator,
                 **extra,  # type: ignore[arg-type]
@@ -139,7 +142,6 @@ class PredictApi(Construct):
                 "POST",
                 apigw.LambdaIntegration(ingest, proxy=True),
                 authorization_type=auth,
-                authorizer=authorizer,
                 api_key_required=api_keys,
                 request_validator=self.validator,
             )
@@ -153,9 +155,120 @@ class PredictApi(Construct):
                 api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.stage)],
             )
             self.usage_plan.add_api_key(self.api.add_api_key("DefaultKey", description="first client key"))
-        self._acknowledge(iam_auth, cognito=user_pool is not None)
+        self.web_acl: wafv2.CfnWebACL | None = None
+        if waf:
+            self.web_acl = self._web_acl(key, waf_rate_limit, log_retention, removal_policy)
+        self._acknowledge(iam_auth)
 
-    def _acknowledge(self, iam_auth: bool, *, cognito: bool = False) -> None:
+    def _web_acl(
+        self, key: kms.IKey, rate_limit: int, log_retention: logs.RetentionDays, removal_policy: cdk.RemovalPolicy
+    ) -> wafv2.CfnWebACL:
+        """A regional web ACL on the stage: block an IP above `rate_limit` requests per 5 minutes, then the AWS
+        managed groups; every request it sees is logged (WAF requires the `aws-waf-logs-` name prefix)."""
+        if not 10 <= rate_limit <= 2_000_000_000:
+            raise ValueError(f"waf_rate_limit {rate_limit}: WAF rate-based rules take 10 to 2e9 requests per 5 min")
+        stack = cdk.Stack.of(self)
+
+        def visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+            return wafv2.CfnWebACL.VisibilityConfigProperty(
+                cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+            )
+
+        rules = [
+            wafv2.CfnWebACL.RuleProperty(
+                name="RateLimitPerIp",
+                priority=0,
+                action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                        limit=rate_limit, aggregate_key_type="IP"
+                    )
+                ),
+                visibility_config=visibility("RateLimitPerIp"),
+            )
+        ]
+        for priority, group in enumerate(MANAGED_RULE_GROUPS, start=1):
+            overrides = [
+                wafv2.CfnWebACL.RuleActionOverrideProperty(
+                    name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
+                )
+                for rule in COUNT_ONLY.get(group, ())
+            ]
+            rules.append(
+                wafv2.CfnWebACL.RuleProperty(
+                    name=group,
+                    priority=priority,
+                    override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                            vendor_name="AWS", name=group, rule_action_overrides=overrides or None
+                        )
+                    ),
+                    visibility_config=visibility(group),
+                )
+            )
+        acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            description="cnai serving API: per-IP rate limit and AWS managed rule groups",
+            rules=rules,
+            visibility_config=visibility(f"{stack.stack_name}-api"),
+        )
+        # The stage ARN is a reference: CloudFormation creates the stage first.
+        wafv2.CfnWebACLAssociation(
+            self, "WebAclAssociation", resource_arn=self.stage.stage_arn, web_acl_arn=acl.attr_arn
+        )
+        waf_logs = logs.LogGroup(
+            self,
+            "WafLogs",
+            log_group_name=f"aws-waf-logs-{stack.stack_name}",
+            encryption_key=key,
+            retention=log_retention,
+            removal_policy=removal_policy,
+        )
+        wafv2.CfnLoggingConfiguration(
+            self,
+            "WafLogging",
+            resource_arn=acl.attr_arn,
+            # WAF expects the log group ARN without the trailing ':*' CloudFormation's Arn attribute carries.
+            log_destination_configs=[
+                stack.format_arn(
+                    service="logs",
+                    resource="log-group",
+                    resource_name=waf_logs.log_group_name,
+                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+            # An API key is a credential: never written to the WAF logs.
+            redacted_fields=[wafv2.CfnLoggingConfiguration.FieldToMatchProperty(single_header={"Name": "x-api-key"})],
+        )
+        return acl
+
+    def _acknowledge(self, iam_auth: bool) -> None:
+        stage = self.stage.node.default_child
+        assert stage is not None
+        acknowledge(
+            stage,
+            in_packs("APIGWCacheEnabledAndEncrypted", ("HIPAA.Security", "NIST.800.53.R5")),
+            "Caching is off on purpose: every predict call must reach the handler, which writes one audit record "
+            "per call and answers from the model version being served; a cached answer would be unaudited and "
+            "could outlive a rollback. Nothing is stored at rest by the stage.",
+        )
+        acknowledge(
+            stage,
+            in_packs("APIGWSSLEnabled", ("HIPAA.Security", "NIST.800.53.R5")),
+            "Every integration is a Lambda proxy invoked through the Lambda API with API Gateway's IAM identity; a "
+            "client certificate only lets an HTTP backend authenticate the gateway, and there is no HTTP backend.",
+        )
+        if self.web_acl is None:
+            acknowledge(
+                stage,
+                ["NIST.800.53.R5-APIGWAssociatedWithWAF", "AwsSolutions-APIG3"],
+                "WAF switched off by configuration (cnai:api.waf=false, meant for dev): every method still requires "
+                "SigV4 (IAM) or an API key, the stage and usage plan throttle, and the handler bounds every body.",
+            )
         acknowledge(
             self.api,
             "AwsSolutions-APIG2",
@@ -165,20 +278,11 @@ class PredictApi(Construct):
         )
         acknowledge(
             self.api,
-            "AwsSolutions-APIG3",
-            "No WAF web ACL: every method requires SigV4 (IAM) or an API key, the stage and usage plan throttle, "
-            "and the handler validates every body; attach a regional WAF ACL when the API is exposed to anonymous "
-            "traffic.",
-        )
-        acknowledge(
-            self.api,
             "AwsSolutions-IAM4",
             "API Gateway's account-level CloudWatch role uses the AWS managed AmazonAPIGatewayPushToCloudWatchLogs "
             "policy, the documented way to let the service write execution and access logs.",
             findings=["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"],
         )
-        if cognito:
-            return  # every method has the user-pool authorizer: COG4 and APIG4 hold, nothing to acknowledge
         if iam_auth:
             acknowledge(
                 self.api,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.constructs.nag import acknowledge
+from infra.constructs.nag import acknowledge, acknowledge_inline_policy, in_packs
 
 ROOT = Path(__file__).resolve().parents[2]
+# A Step Functions task function rarely runs more than a few at once (one per workflow execution in flight).
+TASK_CONCURRENCY = 5
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.ARM_64
 # Never shipped: caches and bytecode compiled for the build host's Python.
@@ -119,11 +122,61 @@ def allow_logs_service(key: kms.IKey) -> None:
     )
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """How a function is invoked, which decides where a failed invocation goes. cdk-nag's LambdaDLQ rules look for
+    an asynchronous-invocation DLQ, which only an asynchronous invoke ever uses: the acknowledgment of those rules
+    on each function is this `reason`, so it is true per function, not a blanket one."""
+
+    kind: str
+    reason: str
+
+    @classmethod
+    def step_functions(cls) -> Invocation:
+        return cls(
+            "Step Functions task",
+            "Invoked synchronously as a Step Functions task: every failure returns to the state machine, whose "
+            "Retry/Catch handle it and whose execution history keeps the input; no event is ever queued "
+            "asynchronously, so an async DLQ would stay empty.",
+        )
+
+    @classmethod
+    def api(cls) -> Invocation:
+        return cls(
+            "API Gateway",
+            "Invoked synchronously by API Gateway (Lambda proxy integration): the caller receives the error "
+            "response and decides to retry; nothing is queued asynchronously, so an async DLQ would stay empty.",
+        )
+
+    @classmethod
+    def kinesis(cls, on_failure: str) -> Invocation:
+        return cls(
+            "Kinesis event source mapping",
+            f"Invoked by a Kinesis event source mapping whose on-failure destination is the SQS queue {on_failure}: "
+            "failed batches (after bisection and retries) go there; an async DLQ never applies to stream polling.",
+        )
+
+    @classmethod
+    def scheduler(cls, alarm: str) -> Invocation:
+        return cls(
+            "EventBridge Scheduler",
+            "Invoked by EventBridge Scheduler once per tick (retry policy on the schedule); a failed tick is "
+            f"repeated by the next one, which covers the same window, and the {alarm} alarm reports it; a queued "
+            "copy of a stale tick would have nothing to add.",
+        )
+
+
 class PythonFunction(Construct):
     """`function`, its `role`, its `log_group`, the `key` encrypting the environment and the logs, its Powertools
     `service` name and the `environment` it was given (POWERTOOLS_* included).
 
     Pass `key` to share one CMK (it must allow CloudWatch Logs: see `logs_key`); otherwise one is created.
+
+    Every function has a reserved concurrency: a cap that keeps one runaway caller from starving the account's other
+    functions, and a floor that keeps them from starving it. The defaults (`TASK_CONCURRENCY`, invoked as a Step
+    Functions task) fit a workflow task; a function behind an API or a stream takes its cap from the settings of its
+    stack. Reserved concurrency needs account headroom: AWS keeps at least 100 executions unreserved, so an account
+    still at a new account's quota of 10 concurrent executions must request an increase first (docs/compliance.md).
     """
 
     def __init__(
@@ -142,7 +195,8 @@ class PythonFunction(Construct):
         handler: str | None = None,
         memory_size: int = 1024,
         timeout: cdk.Duration | None = None,
-        reserved_concurrency: int | None = None,
+        reserved_concurrency: int = TASK_CONCURRENCY,
+        invocation: Invocation | None = None,
         key: kms.IKey | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
         code: lambda_.Code | None = None,
@@ -151,6 +205,11 @@ class PythonFunction(Construct):
         super().__init__(scope, construct_id)
         if not 128 <= memory_size <= 10240:
             raise ValueError(f"memory_size {memory_size}: Lambda allows 128 to 10240 MB")
+        if not 1 <= reserved_concurrency <= 1000:
+            # 0 would throttle every invocation; above 1000 exceeds the default account quota outright.
+            raise ValueError(f"{construct_id}: reserved_concurrency {reserved_concurrency} must be 1 to 1000")
+        self.invocation = invocation or Invocation.step_functions()
+        self.reserved_concurrency = reserved_concurrency
         overridden = sorted(k for k in environment or {} if k.startswith("POWERTOOLS_"))
         if overridden:
             raise ValueError(f"{construct_id}: {', '.join(overridden)} are set by PythonFunction (service=, ...)")
@@ -208,9 +267,25 @@ class PythonFunction(Construct):
             "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions: '*' is required.",
             findings=["Resource::*"],
         )
+        self._acknowledge()
+
+    def _acknowledge(self) -> None:
         acknowledge(
             self.function,
-            "AwsSolutions-L1",
+            ["AwsSolutions-L1", "Serverless-LambdaLatestVersion"],
             "Pinned to Python 3.12: the runtime layer ships cp312 manylinux2014_aarch64 wheels "
             "(onnxruntime, tokenizers, numpy), whose ABI must match the runtime.",
         )
+        acknowledge(
+            self.function,
+            in_packs("LambdaDLQ", ("HIPAA.Security", "NIST.800.53.R5", "Serverless")),
+            f"{self.invocation.kind}. {self.invocation.reason}",
+        )
+        acknowledge(
+            self.function,
+            in_packs("LambdaInsideVPC", ("HIPAA.Security", "NIST.800.53.R5")),
+            "The function reaches only AWS service APIs (S3, DynamoDB, Kinesis, SageMaker, KMS) over TLS with IAM "
+            "auth and reaches no resource inside a VPC; a VPC would add NAT or endpoint costs and ENI cold starts "
+            "without narrowing what its role may do.",
+        )
+        acknowledge_inline_policy(self.role)

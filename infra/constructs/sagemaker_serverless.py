@@ -25,7 +25,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.constructs.framework_image import EcrImage, FrameworkImage, framework_image, parse_image_uri
-from infra.constructs.nag import acknowledge
+from infra.constructs.nag import acknowledge, acknowledge_inline_policy
 
 __all__ = ["EcrImage", "SageMakerServerless", "parse_image_uri", "serving_image"]
 
@@ -67,10 +67,20 @@ class SageMakerServerless(Construct):
         model_key: str,
         memory_mb: int,
         max_concurrency: int,
+        key: kms.IKey,
         bucket_key: kms.IKey | None = None,
         image_uri: str | None = None,
+        network_isolation: bool = False,
     ) -> None:
+        """`key` encrypts what SageMaker stores for the endpoint (its copy of the image); `network_isolation`
+        runs the container without network, which only an image with the requirements baked in survives."""
         super().__init__(scope, construct_id)
+        if network_isolation and image_uri is None:
+            raise ValueError(
+                "network_isolation needs image_uri: the default image pip-installs code/requirements.txt at start"
+            )
+        self.network_isolation = network_isolation
+        self.kms_key_arn = key.key_arn
         if memory_mb not in (1024, 2048, 3072, 4096, 5120, 6144):
             raise ValueError(f"memory_mb {memory_mb}: SageMaker Serverless takes 1024 to 6144 in 1024 steps")
         if not 1 <= max_concurrency <= 200:
@@ -95,6 +105,8 @@ class SageMakerServerless(Construct):
         )
         if bucket_key is not None:
             bucket_key.grant_decrypt(self.role)
+        # The endpoint configuration's KmsKeyId: SageMaker encrypts its copy of the image with it, through grants.
+        key.grant(self.role, "kms:CreateGrant", "kms:DescribeKey", "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey")
         self.role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
         self.role.add_to_policy(
             iam.PolicyStatement(
@@ -118,6 +130,7 @@ class SageMakerServerless(Construct):
             self,
             "Model",
             execution_role_arn=self.role.role_arn,
+            enable_network_isolation=network_isolation,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=self.image_uri,
                 model_data_url=f"s3://{model_bucket.bucket_name}/{model_key}",
@@ -133,6 +146,7 @@ class SageMakerServerless(Construct):
         self.endpoint_config = sagemaker.CfnEndpointConfig(
             self,
             "Config",
+            kms_key_id=key.key_arn,
             production_variants=[
                 sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                     variant_name="AllTraffic",
@@ -165,19 +179,15 @@ class SageMakerServerless(Construct):
             "Serverless endpoints run in AWS-managed capacity; the model reads only its S3 tar and code bundle "
             "(both SSE-KMS, TLS-only buckets), so no VPC is attached.",
         )
-        acknowledge(
-            self.model,
-            "AwsSolutions-SM3",
-            "Network isolation is off because the default AWS PyTorch inference image installs the tar's "
-            "code/requirements.txt (onnxruntime, tokenizers) at start; a custom image "
-            "(cnai:serving.endpoint.image_uri) with them baked in can switch isolation on.",
-        )
-        acknowledge(
-            self.endpoint_config,
-            "AwsSolutions-SM2",
-            "Serverless variants attach no ML storage volume to encrypt (KmsKeyId applies to instance variants); "
-            "the model data itself is SSE-KMS in S3.",
-        )
+        if not self.network_isolation:
+            acknowledge(
+                self.model,
+                "AwsSolutions-SM3",
+                "Network isolation is off because the default AWS PyTorch inference image installs the tar's "
+                "code/requirements.txt (onnxruntime, tokenizers) at start; a custom image "
+                "(cnai:serving.endpoint.image_uri) with them baked in switches isolation on.",
+            )
+        acknowledge_inline_policy(self.role)
         acknowledge(
             self.role,
             "AwsSolutions-IAM5",

@@ -16,7 +16,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infra.constructs.nag import acknowledge
+from infra.constructs.nag import acknowledge, in_packs
+
+REPLICATION = in_packs("S3BucketReplicationEnabled", ("HIPAA.Security", "NIST.800.53.R5"))
 
 
 class SecureBucket(Construct):
@@ -73,6 +75,18 @@ class SecureBucket(Construct):
                 "AwsSolutions-S1",
                 "This is the server access log bucket itself; logging it to itself would loop.",
             )
+            acknowledge(
+                log_bucket,
+                in_packs("S3DefaultEncryptionKMS", ("HIPAA.Security", "NIST.800.53.R5")),
+                "Server access log delivery writes only to SSE-S3 target buckets (it cannot use a KMS key), so this "
+                "log bucket is SSE-S3; it holds request metadata, never object contents.",
+            )
+            acknowledge(
+                log_bucket,
+                REPLICATION,
+                "Access logs are diagnostic metadata kept for a year in this region; a replica would double their "
+                "cost without protecting any data the platform needs to recover.",
+            )
             access_logs = log_bucket
         self.access_logs = access_logs
         rules = [
@@ -104,4 +118,11 @@ class SecureBucket(Construct):
             object_lock_enabled=object_lock_retention is not None or None,
             object_lock_default_retention=object_lock_retention,
             removal_policy=removal_policy,
+        )
+        acknowledge(
+            self.bucket,
+            REPLICATION,
+            "Versioning with noncurrent-version retention (and Object Lock where set) protects the objects against "
+            "deletion and overwrite; cross-region replication is a per-deployment disaster-recovery choice that "
+            "needs a second region's bucket and key, outside this single-region stack (docs/compliance.md).",
         )

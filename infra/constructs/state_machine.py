@@ -9,6 +9,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra.constructs.nag import acknowledge_inline_policy
+
 
 def logged_state_machine(
     scope: Construct,
@@ -43,5 +45,13 @@ def logged_state_machine(
         tracing_enabled=True,
         timeout=timeout,
         removal_policy=removal_policy,
+    )
+    # Its execution role (and the EventsRole a rule target adds under it) hold CDK's grants for exactly the
+    # resources the definition's tasks name.
+    acknowledge_inline_policy(
+        machine,
+        f"{machine.node.path}: the execution role's statements are the grants CDK derives from the definition's "
+        "tasks (the functions, jobs and topics it names); a managed policy would hold the same statements and could "
+        "be attached to other principals.",
     )
     return machine, log_group

@@ -37,7 +37,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.constructs.nag import acknowledge
+from infra.constructs.nag import acknowledge, acknowledge_inline_policy
 from infra.constructs.nag_findings import allow, allow_list, finding
 from infra.constructs.state_machine import logged_state_machine
 
@@ -370,6 +370,7 @@ class TrainingWorkflow(Construct):
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description="cnai training job: read the dataset snapshot and code, write checkpoints and the model",
         )
+        acknowledge_inline_policy(role)
         allow(
             role,
             sid="ReadDatasetChannels",

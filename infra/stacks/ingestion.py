@@ -28,7 +28,7 @@ from functions.ingest_api.settings import IngestApiSettings
 from infra.config import Settings
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.nag import acknowledge
-from infra.constructs.python_function import PythonFunction, logs_key
+from infra.constructs.python_function import Invocation, PythonFunction, logs_key
 from infra.constructs.runtime_layer import RuntimeLayer
 from infra.constructs.secure_bucket import SecureBucket
 from infra.constructs.secure_table import secure_table
@@ -112,6 +112,12 @@ class IngestionStack(cdk.Stack):
             "AwsSolutions-SQS3",
             "This queue is the on-failure destination of the ingest event source mapping: it is the DLQ itself.",
         )
+        acknowledge(
+            self.dlq,
+            "Serverless-SQSRedrivePolicy",
+            "This queue is itself the dead-letter queue of the ingest mapping; its messages are inspected and "
+            "replayed by a person (docs/ingestion.md), so it has no further queue to redrive to.",
+        )
 
         self.monitoring = Monitoring(
             self, "Monitoring", emails=settings.monitoring.alarm_emails, namespace=settings.project
@@ -136,6 +142,8 @@ class IngestionStack(cdk.Stack):
             layers=[layer.layer],
             memory_size=s.ingestion.memory_mb,
             timeout=cdk.Duration.minutes(2),
+            reserved_concurrency=s.ingestion.consumer_reserved_concurrency,
+            invocation=Invocation.kinesis(self.dlq.node.path),
             key=self.key,
             code=function_code,
         )
@@ -188,6 +196,9 @@ class IngestionStack(cdk.Stack):
             layers=[layer.layer],
             memory_size=512,
             timeout=cdk.Duration.seconds(29),  # API Gateway's integration limit
+            # One producer flooding POST /v1/ingest is throttled (429) here instead of starving predict.
+            reserved_concurrency=s.ingestion.api_reserved_concurrency,
+            invocation=Invocation.api(),
             key=self.key,
             code=function_code,
         )

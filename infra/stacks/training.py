@@ -30,6 +30,7 @@ from infra.constructs.framework_image import framework_image
 from infra.constructs.lake_catalog import LakeCatalog
 from infra.constructs.model_registry import ModelRegistry
 from infra.constructs.monitoring import Monitoring
+from infra.constructs.nag import acknowledge_inline_policy
 from infra.constructs.nag_findings import allow, allow_list, imported
 from infra.constructs.python_function import PythonFunction, logs_key
 from infra.constructs.runtime_layer import RuntimeLayer
@@ -365,6 +366,7 @@ class TrainingStack(cdk.Stack):
             assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
             description="EventBridge Scheduler: start the train workflow",
         )
+        acknowledge_inline_policy(role)
         self.state_machine.grant_start_execution(role)
         for model in models:
             # The input names a relative range; PrepareDataset resolves it against the scheduled time.

@@ -12,7 +12,7 @@ from infra.config import ApiSettings, EndpointSettings, MonitoringSettings, Serv
 APP_CONFIGS = {
     "default": Settings(serving=ServingSettings(model_bucket="acme-models", model_version_id="v3.abc")),
     "variant": Settings(
-        api=ApiSettings(auth="cognito", keys=True),
+        api=ApiSettings(auth="cognito", keys=True, waf=False),
         serving=ServingSettings(provisioned_concurrency=2, endpoint=EndpointSettings(route=True)),
         monitoring=MonitoringSettings(alarm_emails=("ops@example.com", "oncall@example.com")),
     ),

@@ -11,10 +11,10 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import assertions
-from cdk_nag import AwsSolutionsChecks
 
 from functions.drift_monitor.settings import DriftMonitorSettings
 from infra.config import DriftSettings, Settings, TrainingSettings
+from infra.constructs.nag import nag_packs
 from infra.constructs.nag_findings import flatten
 from infra.constructs.secure_bucket import SecureBucket
 from infra.stacks.monitoring import MonitoringStack
@@ -36,7 +36,7 @@ class Synth:
             app, "Monitoring", settings=settings, audit_bucket=audit.bucket, audit_key=audit.key,
             lake=lake.bucket, lake_key=lake.key, state_machine_arn=MACHINE, env=ENV,
         )  # fmt: skip
-        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+        cdk.Validations.of(app).add_plugins(*nag_packs(app))
         app.synth()  # raises on any unacknowledged cdk-nag finding
         self.template = assertions.Template.from_stack(self.stack)
         self.json: dict[str, Any] = self.template.to_json()

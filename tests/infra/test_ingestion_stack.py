@@ -10,9 +10,9 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import assertions
-from cdk_nag import AwsSolutionsChecks
 
 from infra.config import IngestionSettings, Settings
+from infra.constructs.nag import nag_packs
 from infra.stacks.ingestion import IngestionStack
 
 CONTEXT = {"aws:cdk:bundling-stacks": []}
@@ -23,7 +23,7 @@ Match = assertions.Match
 def synth(settings: Settings) -> tuple[IngestionStack, assertions.Template]:
     app = cdk.App(context=CONTEXT)
     stack = IngestionStack(app, "Ingestion", settings=settings, env=ENV)
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    cdk.Validations.of(app).add_plugins(*nag_packs(app))
     app.synth()  # raises on any unacknowledged cdk-nag error
     return stack, assertions.Template.from_stack(stack)
 

@@ -11,9 +11,9 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import assertions
 from aws_cdk import aws_cloudwatch as cloudwatch
-from cdk_nag import AwsSolutionsChecks
 
 from infra.constructs.monitoring import Monitoring
+from infra.constructs.nag import nag_packs
 
 ACCOUNT = "111111111111"
 
@@ -25,7 +25,7 @@ def bare() -> assertions.Template:
     stack = cdk.Stack(app, "Bare", env=cdk.Environment(account=ACCOUNT, region="eu-west-1"))
     watch = Monitoring(stack, "Monitoring", emails=("ops@example.com", "oncall@example.com"), namespace="cnai")
     watch.above("Failures", watch.custom_metric("Failures", service="predict"), "something failed: look at X")
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    cdk.Validations.of(app).add_plugins(*nag_packs(app))
     # When it synthesizes under cdk-nag (an unacknowledged finding fails)
     app.synth()
     return assertions.Template.from_stack(stack)

@@ -8,8 +8,8 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import assertions
 from aws_cdk import aws_lambda as lambda_
-from cdk_nag import AwsSolutionsChecks
 
+from infra.constructs.nag import nag_packs
 from infra.constructs.python_function import PythonFunction, copy_sources
 
 CONTEXT = {"aws:cdk:bundling-stacks": []}
@@ -32,7 +32,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> assertions.Template:
         reserved_concurrency=7,
         code=lambda_.Code.from_asset(str(code)),
     )
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    cdk.Validations.of(app).add_plugins(*nag_packs(app))
     # When it synthesizes (an unacknowledged nag error fails synthesis)
     app.synth()
     return assertions.Template.from_stack(stack)

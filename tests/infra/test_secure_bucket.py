@@ -6,10 +6,8 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import assertions
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sqs as sqs
-from cdk_nag import AwsSolutionsChecks
 
-from infra.constructs.nag import acknowledge, rule_id
+from infra.constructs.nag import nag_packs
 from infra.constructs.secure_bucket import SecureBucket
 
 CONTEXT = {"aws:cdk:bundling-stacks": []}
@@ -34,7 +32,7 @@ def template() -> assertions.Template:
             )
         ],
     )
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    cdk.Validations.of(app).add_plugins(*nag_packs(app))
     # When it synthesizes (policy validation fails synthesis on an unacknowledged error)
     app.synth()
     return assertions.Template.from_stack(stack)
@@ -85,31 +83,3 @@ def test_bucket_policies_deny_plain_http_and_old_tls(template: assertions.Templa
         conditions = [s.get("Condition", {}) for s in policy["Properties"]["PolicyDocument"]["Statement"]]
         assert {"Bool": {"aws:SecureTransport": "false"}} in conditions
         assert {"NumericLessThan": {"s3:TlsVersion": 1.2}} in conditions
-
-
-def test_nag_acknowledgment_needs_a_real_reason_and_a_rule_id() -> None:
-    # Given a construct with a finding
-    app = cdk.App(context=CONTEXT)
-    queue = sqs.Queue(cdk.Stack(app, "S"), "Q")
-    # Then a short reason or a non-AwsSolutions id is refused, and a finding id has the v3 shape
-    with pytest.raises(ValueError, match="specific reason"):
-        acknowledge(queue, "AwsSolutions-SQS3", "ok")
-    with pytest.raises(ValueError, match="AwsSolutions-XX"):
-        rule_id("SQS3")
-    assert rule_id("AwsSolutions-IAM5", "Resource::*") == "AwsSolutions-IAM5[Resource::*]"
-
-
-def test_unacknowledged_nag_error_fails_synthesis_and_acknowledged_one_does_not() -> None:
-    # Given two apps with the same unencrypted queue, one acknowledging each finding through the helper
-    def synth(ack: bool) -> None:
-        app = cdk.App(context=CONTEXT)
-        queue = sqs.Queue(cdk.Stack(app, "S"), "Q", enforce_ssl=True)
-        if ack:
-            acknowledge(queue, "AwsSolutions-SQS3", "test queue: it is itself a dead-letter queue here")
-        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
-        app.synth()
-
-    # When they synthesize / Then only the one without acknowledgment fails
-    with pytest.raises(Exception, match="AwsSolutions-SQS3"):
-        synth(ack=False)
-    synth(ack=True)

@@ -11,9 +11,9 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import assertions
-from cdk_nag import AwsSolutionsChecks
 
 from infra.config import ApiSettings, AuditSettings, EndpointSettings, ServingSettings, Settings
+from infra.constructs.nag import nag_packs
 from infra.stacks.serving import ServingStack
 
 CONTEXT = {"aws:cdk:bundling-stacks": []}
@@ -27,7 +27,7 @@ STACKS: dict[int, ServingStack] = {}
 def synth(settings: Settings, ingest_function_arn: str | None = None) -> assertions.Template:
     app = cdk.App(context=CONTEXT)
     stack = ServingStack(app, "Serving", settings=settings, ingest_function_arn=ingest_function_arn, env=ENV)
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    cdk.Validations.of(app).add_plugins(*nag_packs(app))
     app.synth()
     template = assertions.Template.from_stack(stack)
     STACKS[id(template)] = stack

@@ -18,10 +18,10 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import assertions
-from cdk_nag import AwsSolutionsChecks
 
 from infra.config import Settings
 from infra.config.groups import TrainingSettings
+from infra.constructs.nag import nag_packs
 from infra.constructs.nag_findings import flatten
 from infra.constructs.secure_bucket import SecureBucket
 from infra.constructs.training_code import NOT_FOR_TRAINING, PROVIDED_BY_IMAGE, build_sourcedir, requirements
@@ -39,7 +39,7 @@ class Synth:
         lake_stack = cdk.Stack(app, "Lake", env=ENV)
         lake = SecureBucket(lake_stack, "Lake")
         self.stack = TrainingStack(app, "Training", settings=settings, lake=lake.bucket, lake_key=lake.key, env=ENV)
-        cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+        cdk.Validations.of(app).add_plugins(*nag_packs(app))
         app.synth()  # raises on any unacknowledged cdk-nag finding
         self.template = assertions.Template.from_stack(self.stack)
         self.json = self.template.to_json()
