@@ -115,7 +115,14 @@ class AuditSettings(Group):
 class ApiSettings(Group):
     """The regional REST API in front of predict and ingest."""
 
-    iam_auth: bool = Field(True, description="SigV4 (IAM) on every route; the default")
+    auth: Literal["iam", "cognito"] = Field(
+        "iam", description="who proves the caller on every route: SigV4 (IAM), or a Cognito user pool's ID token"
+    )
+    iam_auth: bool = Field(True, description="with auth=iam: SigV4 on every route (false: API keys alone)")
+    user_pool_id: str | None = Field(
+        None, pattern=r"^[\w-]+_[0-9a-zA-Z]+$", description="auth=cognito: an existing user pool; None: one is created"
+    )
+    cognito_plus: bool = Field(False, description="auth=cognito: Plus feature plan, threat protection (billed per MAU)")
     keys: bool = Field(False, description="require an API key (usage plan with quota) on every route")
     throttle_rate: float = Field(100.0, gt=0, description="stage steady-state requests/s")
     throttle_burst: int = Field(200, ge=1)
@@ -125,9 +132,21 @@ class ApiSettings(Group):
 
     @model_validator(mode="after")
     def _never_open(self) -> ApiSettings:
-        if not (self.iam_auth or self.keys):
+        if self.auth == "iam" and not (self.iam_auth or self.keys):
             raise ValueError("api.iam_auth and api.keys are both false: the predict API would be open to anyone")
+        if self.auth != "cognito" and (self.user_pool_id or self.cognito_plus):
+            given = "api.user_pool_id" if self.user_pool_id else "api.cognito_plus"
+            raise ValueError(f"{given} needs api.auth=cognito: with auth={self.auth} there is no user pool")
+        if self.user_pool_id and self.cognito_plus:
+            raise ValueError("api.cognito_plus applies to a pool the stack creates; an existing pool keeps its plan")
         return self
+
+    @property
+    def authorizer(self) -> Literal["iam", "cognito", "none"]:
+        """What every method's authorization is: Cognito, IAM, or none (then API keys guard it)."""
+        if self.auth == "cognito":
+            return "cognito"
+        return "iam" if self.iam_auth else "none"
 
 
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"

@@ -7,7 +7,8 @@ authorization, validation and throttling apply per method):
     GET  /v1/models                   GET /v1/models/{model}    GET /v1/health    GET /v1/openapi.json
     POST /v1/ingest                   ING's thin ingest Lambda, when given
 
-Security: IAM (SigV4) authorization by default, optional API keys with a usage plan and quota, TLS 1.2
+Security: IAM (SigV4) authorization by default (or, given a `user_pool`, a Cognito user-pool authorizer on every
+method: infra/constructs/identity.py), optional API keys with a usage plan and quota, TLS 1.2
 security policy, stage throttling, a regional WAF web ACL on the stage (per-IP rate limit, AWS managed rule groups,
 its own KMS-encrypted log group with the API key header redacted; `waf=False` leaves it out, e.g. in dev), a
 request validator for the request parameters only, JSON access logs in a KMS-encrypted log group, execution logs
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -55,6 +57,7 @@ class PredictApi(Construct):
         key: kms.IKey,
         stage_name: str,
         iam_auth: bool = True,
+        user_pool: cognito.IUserPool | None = None,
         api_keys: bool = False,
         throttle_rate: float = 100.0,
         throttle_burst: int = 200,
@@ -66,7 +69,7 @@ class PredictApi(Construct):
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, construct_id)
-        if not (iam_auth or api_keys):
+        if not (iam_auth or api_keys or user_pool):
             raise ValueError("iam_auth and api_keys are both false: the API would be open to anyone")
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", encryption_key=key, retention=log_retention, removal_policy=removal_policy
@@ -113,6 +116,13 @@ class PredictApi(Construct):
             self, "Validator", rest_api=self.api, validate_request_body=False, validate_request_parameters=True
         )
         auth = apigw.AuthorizationType.IAM if iam_auth else apigw.AuthorizationType.NONE
+        # With a user pool, every method takes its ID token instead of SigV4 (the handlers check the group).
+        authorizer: apigw.IAuthorizer | None = None
+        if user_pool is not None:
+            auth = apigw.AuthorizationType.COGNITO
+            authorizer = apigw.CognitoUserPoolsAuthorizer(
+                self, "Authorizer", cognito_user_pools=[user_pool], results_cache_ttl=cdk.Duration.minutes(5)
+            )
         target = apigw.LambdaIntegration(predict, proxy=True)
 
         def method(resource: apigw.IResource, verb: str, **extra: object) -> apigw.Method:
@@ -120,6 +130,7 @@ class PredictApi(Construct):
                 verb,
                 target,
                 authorization_type=auth,
+                authorizer=authorizer,
                 api_key_required=api_keys,
                 request_validator=self.validator,
                 **extra,  # type: ignore[arg-type]
@@ -142,6 +153,7 @@ class PredictApi(Construct):
                 "POST",
                 apigw.LambdaIntegration(ingest, proxy=True),
                 authorization_type=auth,
+                authorizer=authorizer,
                 api_key_required=api_keys,
                 request_validator=self.validator,
             )
@@ -158,7 +170,7 @@ class PredictApi(Construct):
         self.web_acl: wafv2.CfnWebACL | None = None
         if waf:
             self.web_acl = self._web_acl(key, waf_rate_limit, log_retention, removal_policy)
-        self._acknowledge(iam_auth)
+        self._acknowledge(iam_auth, cognito=user_pool is not None)
 
     def _web_acl(
         self, key: kms.IKey, rate_limit: int, log_retention: logs.RetentionDays, removal_policy: cdk.RemovalPolicy
@@ -246,7 +258,7 @@ class PredictApi(Construct):
         )
         return acl
 
-    def _acknowledge(self, iam_auth: bool) -> None:
+    def _acknowledge(self, iam_auth: bool, *, cognito: bool = False) -> None:
         stage = self.stage.node.default_child
         assert stage is not None
         acknowledge(
@@ -283,6 +295,8 @@ class PredictApi(Construct):
             "policy, the documented way to let the service write execution and access logs.",
             findings=["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"],
         )
+        if cognito:
+            return  # every method has the user-pool authorizer: COG4 and APIG4 hold, nothing to acknowledge
         if iam_auth:
             acknowledge(
                 self.api,

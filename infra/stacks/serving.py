@@ -6,7 +6,8 @@
                          \\--> (by configuration) SageMaker Serverless endpoint on the same tar
         predict log group (KMS) --{ $.cnai_audit IS TRUE }--> Firehose (KMS) --> S3 Object Lock + Glue/Athena
 
-Outputs with stable ids: ApiUrl, PredictFunctionName, EndpointName.
+Outputs with stable ids: ApiUrl, PredictFunctionName, EndpointName (and, with cnai:api.auth=cognito, UserPoolId,
+UserPoolClientId, IdentityPoolId).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cnai.settings import environment_for
 from functions.predict.settings import PredictSettings
 from infra.config import Settings
 from infra.constructs.audit_trail import AuditTrail
+from infra.constructs.identity import Identity
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.nag import acknowledge
 from infra.constructs.predict_api import PredictApi
@@ -163,6 +165,16 @@ class ServingStack(cdk.Stack):
             ingest = lambda_.Function.from_function_attributes(
                 self, "Ingest", function_arn=ingest_function_arn, same_environment=True
             )
+        # cnai:api.auth=cognito: people sign in to a user pool; its groups map to roles (docs/serving-infra.md).
+        self.identity: Identity | None = None
+        if s.api.auth == "cognito":
+            self.identity = Identity(
+                self,
+                "Identity",
+                package_groups=[s.package_group(m) for m in s.training.models],
+                user_pool_id=s.api.user_pool_id,
+                plus=s.api.cognito_plus,
+            )
         self.api = PredictApi(
             self,
             "Api",
@@ -171,6 +183,7 @@ class ServingStack(cdk.Stack):
             key=self.key,
             stage_name=s.stage,
             iam_auth=s.api.iam_auth,
+            user_pool=self.identity.user_pool if self.identity else None,
             api_keys=s.api.keys,
             throttle_rate=s.api.throttle_rate,
             throttle_burst=s.api.throttle_burst,
@@ -180,6 +193,12 @@ class ServingStack(cdk.Stack):
         )
 
         self._alarms(s)
+
+        if self.identity is not None:
+            self.identity.grant_api(self.api.api, s.stage, ingest=ingest is not None)
+            cdk.CfnOutput(self, "UserPoolId", value=self.identity.user_pool.user_pool_id)
+            cdk.CfnOutput(self, "UserPoolClientId", value=self.identity.client.user_pool_client_id)
+            cdk.CfnOutput(self, "IdentityPoolId", value=self.identity.identity_pool.ref)
 
         cdk.CfnOutput(self, "ApiUrl", value=self.api.api.url, description="REST API base URL (stage)")
         cdk.CfnOutput(self, "PredictFunctionName", value=self.predict.function.function_name)
