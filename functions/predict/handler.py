@@ -10,7 +10,8 @@ import time
 
 _INIT_STARTED = time.perf_counter()
 
-from typing import Any  # noqa: E402 - the init timer must start before the imports it measures
+from collections.abc import Callable  # noqa: E402 - the init timer must start before the imports it measures
+from typing import Any  # noqa: E402
 
 from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 
@@ -37,7 +38,9 @@ def _handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 # The cookbook's decorator order: context + correlation id, metrics flush, tracing. With metrics disabled
 # (POWERTOOLS_METRICS_DISABLED) there is nothing to flush, so log_metrics is left out; with tracing off
 # (outside Lambda, or POWERTOOLS_TRACE_DISABLED) there is nothing to trace, so capture_lambda_handler is too.
-_traced = _handler if tracer.disabled else tracer.capture_lambda_handler(_handler, capture_response=False)
+_traced: Callable[..., dict[str, Any]] = (
+    _handler if tracer.disabled else tracer.capture_lambda_handler(_handler, capture_response=False)
+)
 _measured = metrics.log_metrics(_traced, capture_cold_start_metric=True) if METRICS_ON else _traced
 handler = logger.inject_lambda_context(_measured, log_event=False)
 
