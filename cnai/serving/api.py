@@ -75,7 +75,8 @@ from cnai.serving.service import (
 if TYPE_CHECKING:  # a type only: the OpenAPI modules stay out of the cold start (see openapi_document)
     from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
-PREDICT_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/predict/?$")
+# Trailing slashes as Powertools' route patterns take them (`/*$`): a path the resolver routes is audited.
+PREDICT_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/predict/*$")
 # Every route and the methods it answers, for 405's Allow header (Powertools answers 404 for a known path
 # asked with another method). HEAD is answered wherever GET is, without a body.
 ROUTES: dict[str, tuple[str, ...]] = {

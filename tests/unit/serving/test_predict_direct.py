@@ -104,3 +104,14 @@ def test_log_lines_carry_the_api_gateway_request_id(api: Any) -> None:
     api.handler(built, LocalContext())
     # Then the logger's correlation id is that call's API Gateway request id
     assert logger.get_correlation_id() == "req-correlated-1"
+
+
+@pytest.mark.parametrize("path", ["/v1/models/toy/predict", "/v1/models/toy/predict/", "/v1/models/toy/predict//"])
+def test_every_path_the_resolver_routes_is_audited(api: Any, path: str) -> None:
+    # Given a predict call on a path Powertools' route pattern takes (any number of trailing slashes)
+    before = len(list(read_records(api.audit_path)))
+    # When it is answered
+    response = api.API.handle(event('{"inputs": "refund"}', path), LocalContext())
+    # Then it is served and leaves exactly one audit record (`//` was served unaudited)
+    assert response["statusCode"] == 200
+    assert len(list(read_records(api.audit_path))) == before + 1
