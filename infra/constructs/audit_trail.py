@@ -48,7 +48,7 @@ COLUMNS: Sequence[tuple[str, str]] = (
     ("schema_version", "int"),
     ("request_id", "string"),
     ("time", "string"),
-    ("caller", "struct<kind:string,id:string,account_id:string>"),
+    ("caller", "struct<kind:string,id:string,account_id:string,groups:array<string>>"),
     ("source_ip", "string"),
     ("user_agent", "string"),
     ("method", "string"),
@@ -64,6 +64,10 @@ COLUMNS: Sequence[tuple[str, str]] = (
     ("error", "string"),
     ("latency_ms", "double"),
     ("action", "struct<verb:string,target:string,reason:string,detail:map<string,string>>"),  # operator actions
+    (  # generate calls
+        "generation",
+        "struct<prompt_sha256:string,output_sha256:string,tokens_in:int,tokens_out:int,finish_reason:string>",
+    ),
     ("chain", "struct<id:string,seq:bigint,prev:string,hash:string>"),
 )
 

@@ -290,6 +290,13 @@ def test_glue_table_has_a_column_for_every_audit_record_field_and_date_partition
     table = only(default, "AWS::Glue::Table")["TableInput"]
     columns = [c["Name"] for c in table["StorageDescriptor"]["Columns"]]
     assert columns == list(AuditRecord.model_fields)
+    # And the nested records' fields are the structs' fields (a new optional field must be queryable too)
+    from cnai.audit.trail import Caller, GenerationAudit
+
+    types = {c["Name"]: c["Type"] for c in table["StorageDescriptor"]["Columns"]}
+    for column, model in (("caller", Caller), ("generation", GenerationAudit)):
+        fields = [part.split(":")[0] for part in types[column].removeprefix("struct<").split(",")]
+        assert fields == list(model.model_fields), column
     assert [k["Name"] for k in table["PartitionKeys"]] == ["year", "month", "day"]
     assert table["Parameters"]["projection.enabled"] == "true"
     assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
