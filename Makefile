@@ -13,7 +13,7 @@ LOCAL := .local
 # Two workers, one test file per worker (module fixtures such as a synthesized app are built once per file).
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: lock help setup tools-checkov lint-templates run train-quick bench-pipeline test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-augment bench-ingest bench-serve cost clean
+.PHONY: lock help setup tools-checkov lint-templates run train-quick bench-pipeline test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-augment bench-ingest bench-serve cost clean export-generator bench-generate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -95,6 +95,13 @@ bench-serve: setup ## serving figures (handler latency, cold init, size, cnai se
 
 bench-pipeline: setup ## the README's first command's flow, timed: reports/bench-pipeline.json (e2e_s, states_s, ...)
 	$(PY) -m infra.local.platform --data $(DATA) --report reports/bench-pipeline.json
+
+export-generator: setup ## the bundled SmolLM2 -> int4 ONNX with KV cache, parity + perplexity checked, into the generator cache
+	$(PY) -m models.export_generator --precision int4 --check-precisions int8 --tarball
+
+bench-generate: setup ## generator tokens/s + first token, int4 ONNX vs transformers, 1 thread -> reports/bench-generate.json
+	$(PY) -c "from cnai.generate import bundled; bundled.onnx_folder('int4')" 2>/dev/null || $(MAKE) export-generator
+	$(PY) bench/generate.py --out reports
 
 bench-ingest: setup ## ingest consumer throughput on one core (10% malformed, 20% PII) + reports/bench-ingest.json
 	$(PY) -m bench.ingest --records 50000 --out reports
