@@ -43,7 +43,14 @@ from cnai.model.identity import ModelId
 from cnai.model.predictor import Predictor
 from cnai.observability import logger, metric
 from cnai.serving.backends import Backend, BackendError, LocalBackend, SageMakerBackend
-from cnai.serving.generate_api import GENERATE_PATH, GENERATE_ROUTE, GenerateLimits, GenerateRoute, generation_error
+from cnai.serving.generate_api import (
+    GENERATE_PATH,
+    GENERATE_ROUTE,
+    GenerateLimits,
+    GenerateRoute,
+    exact_drafts,
+    generation_error,
+)
 from cnai.serving.http import (
     BodyError,
     body_is_json,
@@ -317,13 +324,21 @@ class PredictApi:
                 description="Calibrated intent labels from a distilled int8 ONNX model; every call is audited."
                 " A known path asked with a method it does not answer gets 405 with `Allow`; OPTIONS gets 204.",
             )
-            self._openapi = exact(json.loads(document), self.service.limits)
+            self._openapi = exact_drafts(exact(json.loads(document), self.service.limits), self.generate is not None)
         return self._openapi
 
     def _predict(self, call: Call, model: str, body: PredictRequest) -> Response[str]:
         """The predict route's work, reached through the resolver or directly (`_predict_directly`)."""
         call.model, call.texts = model, body.texts
+        if body.draft_reply:  # refused before anything runs (cnai.serving.generate_api)
+            if self.generate is None:
+                raise GenerationError("draft_reply", "no generator is served beside this model")
+            self.generate.check_drafts(body.texts)
         outcome = self.service.predict(model, body, call.request_id)
+        if body.draft_reply and self.generate is not None:
+            labels = [p.label for p in outcome.response.predictions]
+            drafts = call.extra["drafts"] = self.generate.draft(body.texts, labels)
+            outcome.response = outcome.response.model_copy(update={"drafts": [d.text for d in drafts]})
         call.outcome = outcome
         _record_metrics(outcome)
         return Response(HTTPStatus.OK.value, content_types.APPLICATION_JSON, outcome.response.model_dump_json())
@@ -527,6 +542,7 @@ class PredictApi:
             texts=self.auditor.texts_for_record(texts) if texts else None,
             outputs=outputs,
             error=call.error,
+            generation=GenerateRoute.drafts_audit(call.extra.get("drafts")) if outcome is not None else None,
         )
 
     def _count(self) -> None:

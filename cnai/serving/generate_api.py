@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -39,6 +40,12 @@ from cnai.serving.service import PayloadTooLargeError, UnknownModelError
 GENERATE_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/generate/?$")
 GENERATE_ROUTE = "/v1/models/<model>/generate"
 DEFAULT_NEW_TOKENS = 64
+MAX_DRAFTS = 4  # draft_reply on predict: one generation per input, so few inputs per call
+DRAFT_SYSTEM = (
+    "You are a customer support agent at a bank. The customer's message below is about: {intent}. "
+    "Write a short, polite first reply that addresses it. Do not ask for card numbers or passwords."
+)
+UNCLEAR_INTENT = "something the classifier could not tell; ask one short clarifying question"
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,21 @@ class GenerateResponse(BaseModel):
     finish_reason: Literal["stop", "length", "deadline"]
     usage: Usage
     timing: Timing
+
+
+def exact_drafts(document: dict[str, Any], generating: bool) -> dict[str, Any]:
+    """The OpenAPI document made exact about draft_reply (as api.exact does for the other bounds): without a
+    generator served it can only be false (true is a 400); with one, at most MAX_DRAFTS inputs (413 beyond)."""
+    request = document.get("components", {}).get("schemas", {}).get("PredictRequest")
+    if not isinstance(request, dict) or "draft_reply" not in request.get("properties", {}):
+        return document
+    if not generating:
+        request["properties"]["draft_reply"]["const"] = False
+        return document
+    bounded = {"anyOf": [{"type": "string"}, {"type": "array", "maxItems": MAX_DRAFTS}]}
+    rule = {"if": {"properties": {"draft_reply": {"const": True}}, "required": ["draft_reply"]}}
+    request.setdefault("allOf", []).append({**rule, "then": {"properties": {"inputs": bounded}}})
+    return document
 
 
 def generation_error(exc: Exception) -> tuple[HTTPStatus, str, str, list[dict[str, str]]]:
@@ -174,6 +196,47 @@ class GenerateRoute:
             deadline_s=deadline,
         )
         return self.generator.generate(chat, params)
+
+    def check_drafts(self, texts: list[str]) -> None:
+        """413 before anything runs: drafts cost one generation per input."""
+        if len(texts) > MAX_DRAFTS:
+            raise PayloadTooLargeError(
+                "draft_reply", f"drafts for {len(texts)} inputs, at most {MAX_DRAFTS} per request"
+            )
+
+    def draft(self, texts: list[str], labels: list[str | None]) -> list[Generation]:
+        """A first reply to each text, conditioned on its predicted intent (the label, made readable), under
+        one deadline for the whole call."""
+        started = time.perf_counter()
+        drafts = []
+        for text, label in zip(texts, labels, strict=True):
+            intent = label.replace("_", " ") if label else UNCLEAR_INTENT
+            left = max(self.limits.deadline_s - (time.perf_counter() - started), 0.001)
+            params = GenerationParams(
+                max_new_tokens=min(DEFAULT_NEW_TOKENS, self.limits.max_new_tokens), deadline_s=left
+            )
+            chat = [
+                {"role": "system", "content": DRAFT_SYSTEM.format(intent=intent)},
+                {"role": "user", "content": text},
+            ]
+            drafts.append(self.generator.generate(chat, params))
+        return drafts
+
+    @staticmethod
+    def drafts_audit(drafts: list[Generation] | None) -> GenerationAudit | None:
+        """The audit block of a predict call's drafts: sha256 of the drafts joined by NUL, tokens summed, the
+        first finish reason that is not "stop" (else "stop"). The prompts are the inputs, hashed already."""
+        if not drafts:
+            return None
+        joined = "\0".join(d.text for d in drafts).encode("utf-8", "surrogatepass")
+        reasons = [d.finish_reason for d in drafts if d.finish_reason != "stop"]
+        return GenerationAudit(
+            prompt_sha256="",
+            output_sha256=hashlib.sha256(joined).hexdigest(),
+            tokens_in=sum(d.tokens_in for d in drafts),
+            tokens_out=sum(d.tokens_out for d in drafts),
+            finish_reason=reasons[0] if reasons else "stop",
+        )
 
     def record(self, call: Any, status: int, latency_ms: float, auditor: Auditor) -> AuditRecord:
         """One audit record per generate call, answered or refused."""

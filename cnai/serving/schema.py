@@ -31,6 +31,12 @@ class PredictRequest(BaseModel):
         " CNAI_MAX_EXPLAIN_WORDS words per text (64)",
     )
 
+    draft_reply: StrictBool = Field(
+        False,
+        description="also draft a first reply to each input, conditioned on its predicted intent (needs a generator"
+        " served beside the model, 400 otherwise; at most 4 inputs, 413 beyond)",
+    )
+
     @field_validator("inputs", mode="before")
     @classmethod
     def _strings(cls, value: Any) -> Any:
@@ -125,6 +131,7 @@ class PredictResponse(BaseModel):
     backend: str
     predictions: list[PredictionOut]
     request_id: str | None = None
+    drafts: list[str] | None = Field(None, description="with draft_reply: one drafted reply per input, in order")
 
     @property
     def identity(self) -> ModelId:

@@ -142,3 +142,58 @@ def test_without_a_generator_the_route_is_not_served(tmp_path: Path) -> None:
     event["path"], event["body"] = PATH, json.dumps({"prompt": "hi"})
     assert api.handle(event, LocalContext())["statusCode"] == 404
     assert not (tmp_path / "audit.jsonl").exists() or (tmp_path / "audit.jsonl").read_text() == ""
+
+
+@pytest.fixture
+def classifier_api(tmp_path: Path) -> Any:
+    """The toy intent classifier (tests/serving_toy.py) served beside the scripted generator."""
+    from cnai.model.predictor import Predictor
+    from cnai.serving.backends import LocalBackend
+    from tests.serving_toy import build_toy_artifact
+
+    predictor = Predictor.from_uri(str(build_toy_artifact(tmp_path / "model")))
+    generator = ScriptedGenerator()
+    app = PredictApi(
+        ModelService({"toy": LocalBackend(predictor, "toy", None)}),
+        Auditor(FileSink(tmp_path / "audit.jsonl")),
+        generate=GenerateRoute(generator, GenerateLimits(max_new_tokens=32)),
+    )
+    app.audit_path = tmp_path / "audit.jsonl"  # type: ignore[attr-defined]
+    app.generator = generator  # type: ignore[attr-defined]
+    return app
+
+
+def test_draft_reply_classifies_then_drafts_conditioned_on_the_intent(classifier_api: Any) -> None:
+    # Given a predict call asking for a drafted reply
+    status, body, (record,) = call(
+        classifier_api, {"inputs": ["I lost my card"], "draft_reply": True}, path="/v1/models/toy/predict"
+    )
+    # Then the label and one draft come back
+    assert status == 200, body
+    assert body["predictions"][0]["label"] == "card_lost" and body["drafts"] == [REPLY]
+    # And the generator was told the intent, in the system turn, with the customer's text as the user turn
+    ((chat, params),) = classifier_api.generator.asked
+    assert "card lost" in chat[0]["content"] and chat[1] == {"role": "user", "content": "I lost my card"}
+    assert params.max_new_tokens == 32 and params.deadline_s is not None
+    # And the predict audit record carries the drafts' hashes and token counts
+    assert record.outputs and record.outputs[0].label == "card_lost"
+    assert record.generation is not None and record.generation.tokens_out == len(REPLY.split(" "))
+    assert record.generation.output_sha256 == hashlib.sha256(REPLY.encode()).hexdigest()
+
+
+def test_draft_reply_is_bounded_and_needs_a_generator(classifier_api: Any, tmp_path: Path) -> None:
+    # Given five inputs with draft_reply / Then 413 naming draft_reply, and nothing generated
+    status, body, _ = call(
+        classifier_api, {"inputs": ["I lost my card"] * 5, "draft_reply": True}, path="/v1/models/toy/predict"
+    )
+    assert status == 413 and body["error"]["fields"][0]["field"] == "draft_reply"
+    assert classifier_api.generator.asked == []
+    # And a plain predict answers without drafts
+    status, body, _ = call(classifier_api, {"inputs": "I lost my card"}, path="/v1/models/toy/predict")
+    assert status == 200 and body["drafts"] is None
+    # And without a generator served, draft_reply is a 400 naming it
+    classifier_api.generate = None
+    status, body, _ = call(
+        classifier_api, {"inputs": "I lost my card", "draft_reply": True}, path="/v1/models/toy/predict"
+    )
+    assert status == 400 and body["error"]["fields"][0]["field"] == "draft_reply"

@@ -137,7 +137,7 @@ def test_openapi_document(api: Any) -> None:
     ok = body["paths"]["/v1/models/{model}/predict"]["post"]["responses"]["200"]
     assert ok["content"]["application/json"]["schema"]["$ref"].endswith("/PredictResponse")
     request = body["components"]["schemas"]["PredictRequest"]
-    assert set(request["properties"]) == {"inputs", "top_k", "explain"}
+    assert set(request["properties"]) == {"inputs", "top_k", "explain", "draft_reply"}
 
 
 # ---- errors: each with its code, each predict call audited once ----
