@@ -37,7 +37,7 @@ from cnai.generate.params import check_messages
 from cnai.serving.http import body_text
 from cnai.serving.service import PayloadTooLargeError, UnknownModelError
 
-GENERATE_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/generate/?$")
+GENERATE_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/generate/*$")
 GENERATE_ROUTE = "/v1/models/<model>/generate"
 DEFAULT_NEW_TOKENS = 64
 MAX_DRAFTS = 4  # draft_reply on predict: one generation per input, so few inputs per call

@@ -197,3 +197,12 @@ def test_draft_reply_is_bounded_and_needs_a_generator(classifier_api: Any, tmp_p
         classifier_api, {"inputs": "I lost my card", "draft_reply": True}, path="/v1/models/toy/predict"
     )
     assert status == 400 and body["error"]["fields"][0]["field"] == "draft_reply"
+
+
+@pytest.mark.parametrize("path", [PATH + "/", PATH + "//"])
+def test_trailing_slashes_are_served_and_audited_like_the_plain_path(api: Any, path: str) -> None:
+    # Given the route pattern Powertools matches (any number of trailing slashes), When one is posted
+    status, _, records = call(api, {"prompt": "I lost my card", "max_new_tokens": 3}, path=path)
+    # Then it is answered and audited once, with its generation block, as the plain path is
+    assert status == 200
+    assert len(records) == 1 and records[0].generation is not None and records[0].model == "drafter"
