@@ -83,6 +83,8 @@ if TYPE_CHECKING:  # a type only: the OpenAPI modules stay out of the cold start
     from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 # Trailing slashes as Powertools' route patterns take them (`/*$`): a path the resolver routes is audited.
+# Under `cnai:api.auth=cognito` the handler refuses a token without the route's group (cnai.identity).
+COGNITO_GROUP_MISSING = "the caller's Cognito groups lack the route's group (`cnai:api.auth=cognito` only)"
 PREDICT_PATH = re.compile(r"^/v1/models/(?P<model>[^/]+)/predict/*$")
 # Every route and the methods it answers, for 405's Allow header (Powertools answers 404 for a known path
 # asked with another method). HEAD is answered wherever GET is, without a body.
@@ -245,6 +247,7 @@ class PredictApi:
                 **_errors(
                     {
                         400: "bad JSON, a body that is not UTF-8, or a field that does not match the schema",
+                        403: COGNITO_GROUP_MISSING,
                         404: "unknown model, or a model name no route takes",
                         408: "the body did not arrive in time (`cnai serve` only)",
                         413: "too many inputs, an input too long, too much to explain, or a body over the size limit",
@@ -267,7 +270,7 @@ class PredictApi:
                     "description": "the served models",
                     "content": {content_types.APPLICATION_JSON: {"model": ModelsResponse}},
                 },
-                **_errors({502: "a SageMaker endpoint did not describe its model"}),
+                **_errors({403: COGNITO_GROUP_MISSING, 502: "a SageMaker endpoint did not describe its model"}),
             },
         )
         def list_models() -> ModelsResponse:
@@ -283,6 +286,7 @@ class PredictApi:
                 },
                 **_errors(
                     {
+                        403: COGNITO_GROUP_MISSING,
                         404: "unknown model, or a model name no route takes",
                         502: "the SageMaker endpoint serving this model did not describe it",
                     }

@@ -56,10 +56,11 @@ def test_no_422_is_promised_and_its_schemas_are_gone(document: dict[str, Any]) -
 def test_statuses_documented_per_operation(document: dict[str, Any]) -> None:
     paths = document["paths"]
     assert set(paths[PREDICT.replace("toy", "{model}")]["post"]["responses"]) == {
-        "200", "400", "404", "408", "413", "415", "502", "503"
+        "200", "400", "403", "404", "408", "413", "415", "502", "503"
     }  # fmt: skip
-    assert set(paths["/v1/models/{model}"]["get"]["responses"]) == {"200", "404", "502"}
-    assert set(paths["/v1/models"]["get"]["responses"]) == {"200", "502"}
+    # 403: a Cognito token without the route's group (api.auth=cognito; tests/unit/serving/test_cognito_auth.py)
+    assert set(paths["/v1/models/{model}"]["get"]["responses"]) == {"200", "403", "404", "502"}
+    assert set(paths["/v1/models"]["get"]["responses"]) == {"200", "403", "502"}
     assert set(paths["/v1/health"]["get"]["responses"]) == {"200"}
     # And every error is documented with the one error body, never as a bare string
     for operations in paths.values():
