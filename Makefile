@@ -13,7 +13,7 @@ LOCAL := .local
 # Two workers, one test file per worker (module fixtures such as a synthesized app are built once per file).
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: lock help setup tools-checkov lint-templates run train-quick bench-pipeline test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-augment bench-ingest bench-serve cost clean export-generator bench-generate
+.PHONY: lock help setup tools-checkov lint-templates run train-quick bench-pipeline test test-unit test-infra test-integration lint format typecheck layers synth workflow-picture bench-distill bench-augment bench-ingest bench-serve cost bootstrap deploy clean export-generator bench-generate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -79,6 +79,19 @@ synth: setup ## synthesize the CDK app into cdk.out/ (cdk.json's output: `cdk de
 
 workflow-picture: setup ## draw the "train" state machine from its synthesized definition into docs/training-workflow.svg
 	$(PY) -m infra.render_workflow --out docs/training-workflow.svg
+
+STAGE ?= dev
+CDK := npx --no-install cdk
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch $@
+
+bootstrap: setup node_modules/.installed ## once per account and region: cdk bootstrap (needs AWS credentials)
+	$(CDK) bootstrap
+
+deploy: setup layers node_modules/.installed ## cdk deploy every stack of STAGE (dev|prod, profiles in cdk.json); needs AWS credentials
+	$(CDK) deploy --all -c stage=$(STAGE) --require-approval broadening
 
 cost: synth ## what the synthesized deployment costs: idle per month, 1M predictions (Lambda vs SageMaker Serverless), a training run (spot vs on demand)
 	$(PY) -m cnai cost --app cdk.out
