@@ -112,9 +112,10 @@ def split_s3(uri: str) -> tuple[str, str]:
 
 
 def object_version(clients: Clients, version: ModelVersion) -> str | None:
-    """The tar's S3 object version: the lineage's when Register recorded one, else the current one (None on an
+    """The tar's S3 object version: the one QualityGate judged and Register recorded (`artifact_object_version`;
+    `artifact_version` is the model card's content version, not an S3 one), else the current one (None on an
     unversioned bucket: the pointer is then the key alone, and docs/deploy.md says to version the bucket)."""
-    recorded = version.lineage.get("artifact_version")
+    recorded = version.lineage.get("artifact_object_version")
     if recorded:
         return recorded
     bucket, key = split_s3(version.model_data)

@@ -149,7 +149,7 @@ def serves(clients: Clients, endpoint: str, config: str, version: ModelVersion, 
 
 def _check_object_version(clients: Clients, version: ModelVersion, recorded: str | None) -> None:
     """SageMaker reads the key's current bytes: refuse when they are not the version the package recorded."""
-    if not recorded or not version.lineage.get("artifact_version"):
+    if not recorded or not version.lineage.get("artifact_object_version"):
         return
     bucket, _, key = version.model_data[5:].partition("/")
     try:

@@ -44,8 +44,19 @@ class Baseline:
 
 def read_card(s3: Any, model_data: str) -> ModelCard:
     """The model card inside s3://.../model.tar.gz, streamed (tar read front to back, one pass)."""
+    return read_artifact(s3, model_data)[0]
+
+
+def read_artifact(s3: Any, model_data: str) -> tuple[ModelCard, str | None]:
+    """(the model card, the S3 object version of the bytes read; None on an unversioned bucket). The version is
+    what the package records (`artifact_object_version`): the deploy pins exactly the tar that was judged."""
     bucket, key = parse_s3_uri(model_data)
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    response = s3.get_object(Bucket=bucket, Key=key)
+    found = response.get("VersionId")
+    return _card(response["Body"], model_data), (None if found in (None, "null") else str(found))
+
+
+def _card(body: Any, model_data: str) -> ModelCard:
     try:
         with tarfile.open(fileobj=body, mode="r|gz") as tar:
             for member in tar:
@@ -149,7 +160,7 @@ def quality_gate(
 ) -> dict[str, Any]:
     """The `quality` object of the contract; the evaluation report is written for every judged model (a
     rejected one too: the notification links it)."""
-    card = read_card(s3, model_data)
+    card, object_version = read_artifact(s3, model_data)
     cause = judge(card, thresholds, baseline)
     metrics = {k: v for k, v in served_metrics(card).items() if k in (*GATED, "ece", "nll", "p50_ms", "p99_ms")}
     bucket, key = parse_s3_uri(report_uri)
@@ -166,6 +177,7 @@ def quality_gate(
         "card": {
             "name": card.name,
             "artifact_version": card.version,
+            "artifact_object_version": object_version or "",
             "teacher": card.lineage.teacher,
             "code_version": card.lineage.code_version,
             "recipe_fingerprint": recipe_fingerprint(card),

@@ -26,7 +26,8 @@ def lineage(
         "code_version": str(card.get("code_version", "")),
         "training_job_arn": str(training.get("TrainingJobArn", "")),
         "execution_arn": execution_arn,
-        "artifact_version": str(card.get("artifact_version", "")),
+        "artifact_version": str(card.get("artifact_version", "")),  # the model card's version (content hash)
+        "artifact_object_version": str(card.get("artifact_object_version", "")),  # the tar's S3 VersionId
     }
 
 

@@ -31,6 +31,7 @@ LINEAGE_KEYS = (
     "training_job_arn",
     "execution_arn",
     "artifact_version",
+    "artifact_object_version",
 )
 _VALUE = re.compile(r"[^\w\s.:/=+\-@]", re.UNICODE)  # characters CustomerMetadataProperties refuses
 

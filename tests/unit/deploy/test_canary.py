@@ -167,3 +167,20 @@ def test_a_duplicate_event_during_its_own_canary_changes_nothing(world: World) -
     # Then the second release does nothing and the canary goes on
     assert (again["action"], again["version"]) == ("none", "2")
     assert world.alias()["RoutingConfig"]["AdditionalVersionWeights"] == {"2": 0.1}
+
+
+def test_the_pinned_object_version_is_the_s3_one_registered_never_the_cards_version(world: World) -> None:
+    # Given a package whose lineage holds both the model card's version and the S3 version of the judged tar,
+    # and the tar overwritten since (a newer object version is current)
+    key = "training/job-7/output/model.tar.gz"
+    judged = world.clients.s3.put_object(Bucket=BUCKET, Key=key, Body=b"judged")["VersionId"]
+    world.clients.s3.put_object(Bucket=BUCKET, Key=key, Body=b"later")
+    v = world.registry.create_version(
+        "banking77", image="img", model_data=f"s3://{BUCKET}/{key}", report_uri=f"s3://{BUCKET}/e/7.json",
+        metrics={"accuracy": 0.9}, lineage={"artifact_version": "eaca3c59b450", "artifact_object_version": judged},
+        approved=True,
+    )  # fmt: skip
+    # When it is released
+    canary.release(world.clients, world.target, POLICY, v.arn, clock=lambda: 1000.0)
+    # Then the new version downloads exactly the judged bytes (the card's version is no S3 version: a 404)
+    assert world.env("2")["CNAI_MODEL_VERSION_ID"] == judged

@@ -206,7 +206,7 @@ def test_a_tar_overwritten_since_registration_is_refused(ep: Endpoint) -> None:
     first = ep.world.clients.s3.put_object(Bucket="cnai-dev-artifacts", Key=key, Body=b"one")["VersionId"]
     version = ep.world.registry.create_version(
         MODEL, image="img", model_data=f"s3://cnai-dev-artifacts/{key}", report_uri="s3://cnai-dev-artifacts/e.json",
-        metrics={}, lineage={"artifact_version": first}, approved=True,
+        metrics={}, lineage={"artifact_object_version": first}, approved=True,
     )  # fmt: skip
     ep.world.clients.s3.put_object(Bucket="cnai-dev-artifacts", Key=key, Body=b"two")
     # When it is released  Then SageMaker is never asked to load the other bytes

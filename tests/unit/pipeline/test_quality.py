@@ -100,3 +100,14 @@ def test_the_tar_is_not_trusted(s3: Any) -> None:
     put(s3, tar_with({"model_card.json": b'{"name": 1}'}))
     with pytest.raises(ArtifactError, match="not a valid model card"):
         read_card(s3, MODEL)
+
+
+def test_the_gate_records_the_s3_version_of_the_tar_it_judged(s3: Any, tmp_path: Path) -> None:
+    # Given a versioned artifacts bucket and a trained tar in it
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    put(s3, trained_tar(tmp_path, accuracy=0.9, macro_f1=0.88))
+    judged = s3.head_object(Bucket=BUCKET, Key=MODEL.split(f"{BUCKET}/", 1)[1])["VersionId"]
+    # When the gate judges it
+    result = quality_gate(s3, model_data=MODEL, thresholds=Thresholds(), baseline=None, report_uri=REPORT)
+    # Then the card's content version and the object version of those bytes both go to the lineage
+    assert result["card"]["artifact_object_version"] == judged != result["card"]["artifact_version"]
