@@ -7,7 +7,7 @@ benchmark compares accuracies, bench-distill measures speed.
 
 Results are merged into reports/bench-augment.json cell by cell, so the long full-data pair can run in a later
 session (`--settings full`) without losing the few-shot pair. Prints a table; asserts nothing.
-Usage: python -m bench.augment [--settings fewshot,full] [--per-label 20] [--resume] [extra train.py flags]
+Usage: python -m bench.augment [--settings fewshot,full] [--per-label 16] [--resume] [extra train.py flags]
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ SETTINGS = ("fewshot", "full")
 FEWSHOT_PER_INTENT = 10
 # What only a benchmark of accuracy may skip: the teacher's own evaluation and most latency samples.
 QUIET = ["--eval_teacher", "false", "--latency_samples", "20", "--latency_batches", "2"]
+# The few-shot recipe: 770 rows need fewer student epochs, and a student trained on them has low-margin logits
+# that int8 flips on 1.6% of the test texts (the shipping gate is 99% agreement); the accuracy compared is the
+# int8 model's in both cells, so the comparison stays fair.
+FEWSHOT_FLAGS = ["--student_epochs", "6", "--min_int8_agreement", "0.97"]
 
 
 def fewshot_file(source: Path, target: Path, per_intent: int, seed: int) -> Path:
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--settings", default="fewshot,full", help="comma-separated: fewshot, full")
     parser.add_argument("--variants", default="real,augmented", help="comma-separated: real, augmented")
-    parser.add_argument("--per-label", type=int, default=20, help="generated utterances asked per intent")
+    parser.add_argument("--per-label", type=int, default=16, help="generated utterances asked per intent")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--resume", action="store_true", help="keep checkpoints and generated rows of a run")
     # Anything else is a train.py flag for every cell, e.g. --augment_disagreeing drop --student_epochs 6.
@@ -124,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 train,
                 test,
                 work / cell,
-                [*flags, "--seed", str(args.seed), *args.extra],
+                [*flags, *(FEWSHOT_FLAGS if setting == "fewshot" else []), "--seed", str(args.seed), *args.extra],
                 args.resume,
                 work / f"{setting}_real" / "checkpoints" if variant == "augmented" else None,
             )

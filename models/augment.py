@@ -69,7 +69,7 @@ class Recipe:
     """The augmentation settings of a training recipe (HyperParameters' augment_* fields)."""
 
     per_label: int
-    per_prompt: int = 1
+    per_prompt: int = 2
     examples: int = 4
     temperature: float = 0.8
     top_p: float = 0.95

@@ -79,7 +79,7 @@ class HyperParameters(BaseModel):
     augment_generator: str = Field(
         "onnx:bundled", description="cnai.generate URI (default: the bundled SmolLM2 as int4 ONNX, fast on CPU)"
     )
-    augment_per_prompt: int = Field(1, ge=1, description="utterances asked of one generation (one per line)")
+    augment_per_prompt: int = Field(2, ge=1, description="utterances asked of one generation (one per line)")
     augment_examples: int = Field(4, ge=1, description="real utterances of the label shown in each prompt")
     augment_temperature: float = Field(0.8, gt=0)
     augment_top_p: float = Field(0.95, gt=0, le=1)
