@@ -34,9 +34,11 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
@@ -152,6 +154,23 @@ class DeployWorkflow(Construct):
             removal_policy=removal_policy,
             timeout=cdk.Duration.days(1),
         )
+        # An approval the rule cannot hand to the workflow (throttled, the state machine deleted, retries spent)
+        # is kept here instead of lost: a person re-approves or starts the workflow with the kept event.
+        self.dead_letters = sqs.Queue(
+            self,
+            "OnApprovalDeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        key.grant_encrypt_decrypt(iam.ServicePrincipal("events.amazonaws.com"))
+        acknowledge(
+            self.dead_letters,
+            ["AwsSolutions-SQS3", "Serverless-SQSRedrivePolicy"],
+            "This queue is the approval rule's dead-letter queue itself: its events are read and replayed by a person "
+            "(docs/deploy.md), so it has no further queue to redrive to.",
+        )
         self.rule = events.Rule(
             self,
             "OnApproval",
@@ -162,7 +181,12 @@ class DeployWorkflow(Construct):
                 detail=dict(self.pattern["detail"]),
             ),
             targets=[
-                targets.SfnStateMachine(self.state_machine, retry_attempts=8, max_event_age=cdk.Duration.hours(2))
+                targets.SfnStateMachine(
+                    self.state_machine,
+                    retry_attempts=8,
+                    max_event_age=cdk.Duration.hours(2),
+                    dead_letter_queue=self.dead_letters,
+                )
             ],
         )
         role = self.state_machine.role

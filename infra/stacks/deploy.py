@@ -35,7 +35,7 @@ from functions.deploy_model.settings import DeployFunctionSettings
 from infra.config import Settings
 from infra.constructs.deploy_workflow import DeployWorkflow
 from infra.constructs.monitoring import Monitoring
-from infra.constructs.nag import acknowledge
+from infra.constructs.nag import acknowledge, acknowledge_inline_policy
 from infra.constructs.nag_findings import allow, finding, imported
 from infra.constructs.python_function import PythonFunction, logs_key
 from infra.constructs.runtime_layer import RuntimeLayer
@@ -139,6 +139,14 @@ class DeployStack(cdk.Stack):
             "execution's Rollback/ReleaseFailed state and the package's ApprovalDescription)",
             threshold=0,
         )
+        self.monitoring.above(
+            "ApprovalDeadLetters",
+            self.workflow.dead_letters.metric_approximate_number_of_messages_visible(
+                period=cdk.Duration.minutes(5), statistic="Maximum"
+            ),
+            f"{settings.prefix}-deploy: an approval event could not start the deploy workflow and waits in the "
+            "rule's dead-letter queue (re-approve, or start the workflow with the kept event)",
+        )
         cdk.CfnOutput(self, "DeployStateMachineArn", value=self.state_machine.state_machine_arn)
         cdk.CfnOutput(self, "DeployRuleName", value=self.rule.rule_name)
         cdk.CfnOutput(self, "DeployFunctionName", value=self.function.function.function_name)
@@ -221,6 +229,12 @@ class DeployStack(cdk.Stack):
         )
         policy.attach_to_role(predict_role)
         acknowledge(policy, "AwsSolutions-IAM5", reason, findings=[finding(policy, artifact_objects)])
+        acknowledge_inline_policy(
+            policy,
+            f"{policy.node.path}: the predict role (serving stack) reads registered tars only after this stack exists; "
+            "an inline policy here keeps that grant with the deploy stack that needs it, and cannot be attached to "
+            "other principals.",
+        )
 
     def _endpoint_environment(self, settings: Settings, endpoint: SageMakerServerless | None) -> dict[str, Any]:
         """The deploy function's endpoint settings: what every released Model is made of (the bootstrap's image,
@@ -282,6 +296,11 @@ class DeployStack(cdk.Stack):
                                 resources=[artifacts_key.key_arn]),
         )  # fmt: skip
         policy.attach_to_role(serving_role)
+        acknowledge_inline_policy(
+            policy,
+            f"{policy.node.path}: the endpoint's role (serving stack) reads registered tars only once this stack "
+            "exists; an inline policy keeps that grant with the deploy stack and cannot be attached elsewhere.",
+        )
         acknowledge(
             policy,
             "AwsSolutions-IAM5",

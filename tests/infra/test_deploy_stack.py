@@ -54,6 +54,15 @@ def test_the_rule_starts_the_deploy_state_machine(deploy: assertions.Template) -
     assert target["Arn"] == {"Ref": machine_id}
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 8
     assert machine["StateMachineName"] == "cnai-dev-deploy"
+    # And an approval the rule cannot deliver is kept in an encrypted dead-letter queue that an alarm watches
+    queue_id, queue = only(deploy, "AWS::SQS::Queue")
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    assert "KmsMasterKeyId" in queue
+    watched = [
+        a for a in deploy.find_resources("AWS::CloudWatch::Alarm").values()
+        if {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}} in a["Properties"].get("Dimensions", [])
+    ]  # fmt: skip
+    assert len(watched) == 1 and watched[0]["Properties"]["AlarmActions"]
 
 
 def test_the_state_machine_is_standard_logged_traced_and_jsonpath(deploy: assertions.Template) -> None:
