@@ -58,10 +58,9 @@ def test_the_rule_starts_the_deploy_state_machine(deploy: assertions.Template) -
     queue_id, queue = only(deploy, "AWS::SQS::Queue")
     assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
     assert "KmsMasterKeyId" in queue
-    watched = [
-        a for a in deploy.find_resources("AWS::CloudWatch::Alarm").values()
-        if {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}} in a["Properties"].get("Dimensions", [])
-    ]  # fmt: skip
+    dimension = {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue_id, "QueueName"]}}
+    alarms = deploy.find_resources("AWS::CloudWatch::Alarm").values()
+    watched = [a for a in alarms if dimension in a["Properties"].get("Dimensions", [])]
     assert len(watched) == 1 and watched[0]["Properties"]["AlarmActions"]
 
 
