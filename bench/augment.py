@@ -26,8 +26,6 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from models.train import main as train_main
-
 SETTINGS = ("fewshot", "full")
 FEWSHOT_PER_INTENT = 10
 # What only a benchmark of accuracy may skip: the teacher's own evaluation and most latency samples.
@@ -70,6 +68,8 @@ def run_cell(
     the real rows in both cells (augmentation comes after it), so its checkpoint is reused rather than trained
     twice; train.py resumes it only when its fingerprint matches this run's teacher settings and data.
     """
+    from models.train import main as train_main  # torch and transformers: only when a cell runs
+
     if work.exists() and not resume:
         shutil.rmtree(work)
     if teacher_from is not None and (teacher_from / "teacher.pt").is_file():
