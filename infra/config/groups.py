@@ -5,7 +5,6 @@ Every group is frozen and refuses unknown fields: a misspelt setting fails the s
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal
 
@@ -210,18 +209,6 @@ class DriftSettings(Group):
         return {name: getattr(self, name) for name in names}
 
 
-# SageMaker training list prices (USD per instance-hour, on demand, us-east-1, 2026): the job's cost in the
-# Notify message is billable seconds x this price. Override per region in cdk.json (`cnai:training.hourly_usd`).
-HOURLY_USD = {
-    "ml.g5.xlarge": 1.408,
-    "ml.g5.2xlarge": 1.515,
-    "ml.g5.12xlarge": 7.09,
-    "ml.g4dn.xlarge": 0.736,
-    "ml.p3.2xlarge": 3.825,
-    "ml.m5.xlarge": 0.23,
-}
-
-
 class TrainingSettings(Group):
     """The training workflow (issue 9): defaults of the console input, the job's limits, the quality gate,
     the model package groups and the optional schedule. A console input overrides the per-run values."""
@@ -239,7 +226,6 @@ class TrainingSettings(Group):
     framework_version: str = Field("2.6.0", pattern=r"^\d+\.\d+(\.\d+)?$", description="PyTorch training image")
     py_version: str = Field("py312", pattern=r"^py3\d{1,2}$", description="Python of the training image")
     recipe: str = Field("default", pattern=r"^[a-z][a-z0-9_-]*$", description="models/config.py profile")
-    hourly_usd: dict[str, float] = Field(default_factory=lambda: dict(HOURLY_USD))
     # The registry: one ModelPackageGroup per model, named <project>-<stage>-<model> (Settings.package_group).
     models: tuple[str, ...] = Field(("banking77",), min_length=1, description="models trained and registered")
     # QualityGate defaults (the input may raise or lower them per run).
@@ -270,16 +256,6 @@ class TrainingSettings(Group):
             raise ValueError(f"model names must match {NAME}: {', '.join(bad)}")
         if len(set(value)) != len(value):
             raise ValueError(f"a model is listed twice: {', '.join(value)}")
-        return value
-
-    @field_validator("hourly_usd", mode="before")
-    @classmethod
-    def _json_object(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f'not JSON ({exc.msg}); expected {{"ml.g5.xlarge": 1.408}}') from None
         return value
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from cnai.pipeline.notify import hourly_price
 from infra.config import (
     ApiSettings,
     ContextError,
@@ -88,7 +89,9 @@ def test_training_defaults_are_a_single_gpu_spot_job_gated_and_manually_approved
     assert training.max_wait_s >= training.max_runtime_s
     assert training.auto_approve is False and training.schedule is None
     assert 0 < training.min_accuracy <= 1 and 0 < training.min_macro_f1 <= 1 and training.tolerance == 0.01
-    assert training.instance_type in training.hourly_usd
+    # The training cost is priced from the one price file (cnai/pipeline/prices.json), not a second table here
+    assert hourly_price(training.instance_type) is not None
+    assert "hourly_usd" not in TrainingSettings.model_fields
     assert Settings().package_group("banking77") == "cnai-dev-banking77"
     with pytest.raises(ValueError, match=r"not in training\.models"):
         Settings().package_group("other")
