@@ -6,10 +6,10 @@ import os
 from typing import Any
 
 import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks
 
 from infra.config import Settings, settings_from_context
 from infra.constructs.dashboard import DashboardSources, Service
+from infra.constructs.nag import nag_packs
 from infra.stacks.dashboard import DashboardStack
 from infra.stacks.deploy import DeployStack
 from infra.stacks.ingestion import IngestionStack
@@ -102,10 +102,10 @@ def build(app: cdk.App, settings: Settings | None = None) -> dict[str, cdk.Stack
     )
     cdk.Tags.of(app).add("project", settings.project)
     cdk.Tags.of(app).add("stage", settings.stage)
-    # cdk-nag v3 is a policy-validation plugin: synthesis fails on any unacknowledged AwsSolutions error.
-    # Acknowledge a finding next to its resource, with a specific reason:
-    #   Validations.of(c).acknowledge(Acknowledgment(id="AwsSolutions::AwsSolutions-XX", reason="..."))
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    # cdk-nag v3 is a policy-validation plugin: synthesis fails on any unacknowledged finding of any of the four
+    # packs (AwsSolutions, HIPAA Security, NIST 800-53 rev 5, Serverless). Acknowledge a finding on its resource,
+    # with a specific reason, through infra.constructs.nag.acknowledge (docs/compliance.md).
+    cdk.Validations.of(app).add_plugins(*nag_packs(app))
     return stacks
 
 

@@ -113,3 +113,19 @@ def test_a_consumer_cap_below_the_streams_parallel_batches_is_refused() -> None:
     with pytest.raises(ValidationError, match="at least 20"):
         IngestionSettings(stream_mode="provisioned", shards=4, parallelization=5, consumer_reserved_concurrency=10)
     assert IngestionSettings(stream_mode="provisioned", shards=4, parallelization=5, consumer_reserved_concurrency=20)
+
+
+def test_the_approval_rule_keeps_undelivered_events_in_an_alarmed_encrypted_queue(app_templates: Templates) -> None:
+    # Given the default configuration's deploy stack
+    deploy = app_templates["default"]["deploy"]
+    [rule] = deploy.find_resources("AWS::Events::Rule").values()
+    [target] = rule["Properties"]["Targets"]
+    # Then the workflow target sends what it cannot deliver to a queue of the stack, which is KMS encrypted
+    queue_id, attribute = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"]
+    assert attribute == "Arn"
+    queue = deploy.find_resources("AWS::SQS::Queue")[queue_id]
+    assert "KmsMasterKeyId" in queue["Properties"]
+    # And an alarm watches its depth
+    alarms = deploy.find_resources("AWS::CloudWatch::Alarm")
+    watched = [a for a in alarms.values() if queue_id in str(a["Properties"].get("Dimensions", ""))]
+    assert [a["Properties"]["MetricName"] for a in watched] == ["ApproximateNumberOfMessagesVisible"]
