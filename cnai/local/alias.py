@@ -18,17 +18,17 @@ invocation; exact shares make local runs and their tests reproducible.
 Workers: the follower is built in each worker after the fork (cnai.local.server.serve_forever calls the factory
 there), so each worker polls on its own; for up to one interval two workers may serve different routings, as
 two Lambda execution environments do during a switch.
+
+Reading the alias (AliasRef, read_routing) is cnai.serving.live's, shared with the predict Lambda's GET route.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from cnai.audit.trail import Auditor, sink_from_uri
@@ -36,103 +36,13 @@ from cnai.errors import CnaiError
 from cnai.model.predictor import Predictor
 from cnai.serving.api import PREDICT_PATH, PredictApi, ServingOptions
 from cnai.serving.backends import LocalBackend
+from cnai.serving.live import URI_VARIABLE as URI_VARIABLE  # re-exported: the follower's names, tests use them
+from cnai.serving.live import AliasRef as AliasRef
+from cnai.serving.live import FollowError as FollowError
+from cnai.serving.live import Routing, now_iso, read_routing
 from cnai.serving.schema import AliasRouting, RoutedVersion
 from cnai.serving.service import Limits, ModelService
-from cnai.settings import ModelSource, load_env
-
-ALIAS_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]{0,127}$")  # Lambda's alias name rule (a version is all digits)
-URI_VARIABLE = ModelSource.model_fields["model_uri"].alias or "model_uri"
-
-
-class FollowError(CnaiError):
-    """The alias cannot be followed: no such alias, a version that pins no model, an artifact that fails to load."""
-
-
-@dataclass(frozen=True)
-class AliasRef:
-    """The alias to follow: a function (name or ARN) and an alias name."""
-
-    function: str
-    alias: str = "live"
-
-    @classmethod
-    def parse(cls, text: str) -> AliasRef:
-        """`FUNCTION[:ALIAS]`, FUNCTION a name or an unqualified ARN; a qualified ARN's qualifier is the alias."""
-        text = text.strip()
-        if text.startswith("arn:"):
-            parts = text.split(":")
-            if len(parts) not in (7, 8) or parts[5] != "function":
-                raise FollowError(
-                    f"--follow {text!r}: not a Lambda function ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME)"
-                )
-            ref = cls(":".join(parts[:7]), parts[7] if len(parts) == 8 else "live")
-        else:
-            function, _, alias = text.partition(":")
-            ref = cls(function, alias or "live")
-        if not ref.function:
-            raise FollowError(f"--follow {text!r}: name the predict function (FUNCTION[:ALIAS])")
-        if not ALIAS_NAME.match(ref.alias):
-            raise FollowError(f"--follow {text!r}: {ref.alias!r} is not an alias name (a version cannot be followed)")
-        return ref
-
-    def __str__(self) -> str:
-        return f"{self.function}:{self.alias}"
-
-
-@dataclass(frozen=True)
-class Route:
-    """One function version of the alias, its share of requests and the model its environment pins."""
-
-    function_version: str
-    weight: float
-    source: ModelSource
-
-
-@dataclass(frozen=True)
-class Routing:
-    """The alias as GetAlias answers it: the stable version first, then the canary (weighted) versions."""
-
-    ref: AliasRef
-    routes: tuple[Route, ...]
-
-    def describe(self) -> str:
-        return ", ".join(
-            f"version {r.function_version} (registry {r.source.model_package_version or '-'}) {r.weight:.0%}"
-            for r in self.routes
-        )
-
-
-def read_routing(lambda_client: Any, ref: AliasRef, sources: dict[str, ModelSource] | None = None) -> Routing:
-    """The alias's routing and what each routed version pins. `sources` caches the environments of published
-    versions (immutable, so read once); `$LATEST` is read every time."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    cache = {} if sources is None else sources
-    try:
-        alias = lambda_client.get_alias(FunctionName=ref.function, Name=ref.alias)
-        stable = str(alias["FunctionVersion"])
-        extra = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
-        shares = {str(version): float(weight) for version, weight in extra.items()}
-        versions = [(stable, max(0.0, 1.0 - sum(shares.values()))), *sorted(shares.items())]
-        routes = []
-        for version, weight in versions:
-            source = cache.get(version)
-            if source is None:
-                config = lambda_client.get_function_configuration(FunctionName=ref.function, Qualifier=version)
-                variables = (config.get("Environment") or {}).get("Variables") or {}
-                source = load_env(ModelSource, f"{ref.function} version {version}'s environment", variables)
-                if version != "$LATEST":
-                    cache[version] = source
-            if not source.model_uri:
-                raise FollowError(f"{ref} routes to version {version}, whose {URI_VARIABLE} is empty: it pins no model")
-            routes.append(Route(version, weight, source))
-    except (ClientError, BotoCoreError) as exc:
-        raise FollowError(f"{ref}: cannot read the alias's routing ({exc})") from None
-    return Routing(ref, tuple(routes))
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+from cnai.settings import ModelSource
 
 
 @dataclass

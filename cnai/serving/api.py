@@ -82,6 +82,8 @@ from cnai.serving.service import (
 if TYPE_CHECKING:  # a type only: the OpenAPI modules stay out of the cold start (see openapi_document)
     from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
+    from cnai.serving.live import LiveStatus
+
 # Trailing slashes as Powertools' route patterns take them (`/*$`): a path the resolver routes is audited.
 # Under `cnai:api.auth=cognito` the handler refuses a token without the route's group (cnai.identity).
 COGNITO_GROUP_MISSING = "the caller's Cognito groups lack the route's group (`cnai:api.auth=cognito` only)"
@@ -210,6 +212,7 @@ class PredictApi:
         init_ms: float | None = None,
         routing: Callable[[str], AliasRouting | None] | None = None,
         generate: GenerateRoute | None = None,
+        live: LiveStatus | None = None,
     ) -> None:
         self.service = service
         self.auditor = auditor
@@ -217,6 +220,8 @@ class PredictApi:
         # `cnai serve --follow` (cnai.local.alias): the alias routing of a served name, shown by GET /v1/models/{model}
         self.routing = routing
         self.generate = generate  # POST /v1/models/{model}/generate when a generator is served
+        # the predict Lambda (cnai.serving.live): its own alias's routing and the registry's approval, GET only
+        self.live = live
         self._openapi: dict[str, Any] | None = None
         self.app = self._routes()
         self._predict_rule = _route_rule(self.app, "/v1/models/<model>/predict", "POST")
@@ -296,7 +301,8 @@ class PredictApi:
         def describe_model(model: str) -> ModelDetail:
             detail = self.service.get(model).detail()
             routing = self.routing(model) if self.routing is not None else None
-            return detail if routing is None else detail.model_copy(update={"routing": routing})
+            detail = detail if routing is None else detail.model_copy(update={"routing": routing})
+            return detail if self.live is None else self.live.describe(detail)
 
         @app.get("/v1/health", summary="Liveness, the models loaded and the cache")
         def health() -> HealthResponse:
@@ -409,6 +415,8 @@ class PredictApi:
             return error_response(HTTPStatus.BAD_REQUEST, "invalid_event", "not an API Gateway proxy event", None)
         call = Call(event, request_id(event))
         method = event.get("httpMethod")
+        if self.live is not None and method != "POST":  # which function and alias: read on GET only
+            self.live.bind(context)
         try:
             routed, early = self._admit(call)
             if early is None and method == "POST":
@@ -700,10 +708,11 @@ class ServingOptions:
         return cls(**{name: getattr(settings, name) for name in names if hasattr(settings, name)})
 
 
-def build_api(options: ServingOptions, init_started: float | None = None) -> PredictApi:
+def build_api(options: ServingOptions, init_started: float | None = None, live: LiveStatus | None = None) -> PredictApi:
     """Load the served models and open the audit sink. Raises CnaiError (artifact, sink) on a bad setup.
 
-    `init_started` (a perf_counter reading at process start) makes the first request report InitDuration."""
+    `init_started` (a perf_counter reading at process start) makes the first request report InitDuration;
+    `live` (the predict Lambda's) adds its alias's routing and the registry's record to the model detail."""
     backends: dict[str, Backend] = {}
     routed = options.model_name in options.sagemaker_endpoints
     if options.model_uri and not routed:  # a model routed to SageMaker is not loaded here (it may not fit)
@@ -728,4 +737,4 @@ def build_api(options: ServingOptions, init_started: float | None = None) -> Pre
         limits_g = GenerateLimits(max_new_tokens=options.max_new_tokens, deadline_s=options.generate_deadline_s)
         generate = GenerateRoute(load_generator(options.generator_uri, threads=options.threads), limits_g)
     init_ms = (time.perf_counter() - init_started) * 1000 if init_started is not None else None
-    return PredictApi(ModelService(backends, limits), auditor, init_ms, generate=generate)
+    return PredictApi(ModelService(backends, limits), auditor, init_ms, generate=generate, live=live)

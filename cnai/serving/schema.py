@@ -7,7 +7,7 @@ The model's identity is one `ModelId` (cnai.model.identity); on the wire it stay
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
@@ -163,14 +163,18 @@ class RoutedVersion(BaseModel):
     """One function version an alias routes to, and the model it pins."""
 
     function_version: str = Field(description="the Lambda function version (immutable: it pins one artifact)")
-    version: str = Field(description="the artifact's version (its model card's)")
+    version: str | None = Field(
+        None,
+        description="the artifact's version (its model card's); null when this server did not load that version"
+        " (the predict Lambda loads only its own)",
+    )
     package_version: str | None = Field(None, description="the model registry's package version it pins")
     weight: float = Field(description="its share of the alias's requests, 0 to 1")
 
 
 class AliasRouting(BaseModel):
-    """Where a served name's traffic goes while `cnai serve --follow` follows a Lambda alias (a canary shows as
-    a second version with its weight)."""
+    """Where a served name's traffic goes: the Lambda alias `cnai serve --follow` follows, or the predict
+    Lambda's own alias (a canary shows as a second version with its weight)."""
 
     function: str
     alias: str
@@ -182,6 +186,16 @@ class AliasRouting(BaseModel):
     )
 
 
+class RegistryEntry(BaseModel):
+    """The model package version that serves, as the registry records it (read on GET, cached a minute)."""
+
+    group: str = Field(description="the model package group")
+    version: str = Field(description="the package version")
+    approval: Literal["Approved", "Rejected", "PendingManualApproval"]
+    approval_description: str | None = Field(None, description="the reason given with the last approval change")
+    registered_at: str | None = Field(None, description="when the version was registered (UTC, ISO 8601)")
+
+
 class ModelDetail(ModelSummary):
     labels: list[str]
     max_length: int | None = None
@@ -191,8 +205,13 @@ class ModelDetail(ModelSummary):
     metrics: dict[str, Any] = Field(default_factory=dict)
     lineage: dict[str, Any] = Field(default_factory=dict)
     routing: AliasRouting | None = Field(
-        None, description="the alias's versions and weights when the server follows a Lambda alias; else null"
+        None, description="the alias's versions and weights when served through a Lambda alias; else null"
     )
+    routing_error: str | None = Field(None, description="why the alias's routing could not be read, if so")
+    registry: RegistryEntry | None = Field(
+        None, description="the model registry's record of the package version served; null when it has none"
+    )
+    registry_error: str | None = Field(None, description="why the registry could not be read, if so")
 
 
 class HealthResponse(BaseModel):

@@ -18,10 +18,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 from cnai.errors import CnaiError  # noqa: E402
 from cnai.observability import METRICS_ON, logger, metrics, tracer  # noqa: E402
 from cnai.serving.api import ServingOptions, build_api  # noqa: E402
+from cnai.serving.live import LiveStatus  # noqa: E402
 from functions.predict.settings import load_settings  # noqa: E402
 
 try:
-    API = build_api(ServingOptions.of(load_settings()), init_started=_INIT_STARTED)
+    SETTINGS = load_settings()
+    # GET /v1/models/{model}: this function's alias (canary weights) and the registry's approval, read on demand
+    LIVE = LiveStatus(package_group=SETTINGS.model_package_group)
+    API = build_api(ServingOptions.of(SETTINGS), init_started=_INIT_STARTED, live=LIVE)
 except CnaiError as exc:  # stop the container at init, with the reason in the log
     logger.error("predict function cannot start", extra={"problem": str(exc)})
     raise

@@ -27,6 +27,10 @@ class PredictSettings(ModelSource, AuditSink, EnvSettings):
     max_explain_words: int = Field(64, alias="CNAI_MAX_EXPLAIN_WORDS", ge=1, le=256)
     cache_size: int = Field(1024, alias="CNAI_CACHE_SIZE", ge=0, le=1_000_000)
     threads: int | None = Field(None, alias="CNAI_THREADS", ge=1, le=64)
+    # GET /v1/models/{model} shows the registry's approval of the package version served: the group it is in
+    model_package_group: str = Field(
+        "", alias="CNAI_MODEL_PACKAGE_GROUP", pattern=r"^$|^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+    )
 
     @field_validator("sagemaker_endpoints", mode="before")
     @classmethod
