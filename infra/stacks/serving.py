@@ -27,7 +27,8 @@ from infra.config import Settings
 from infra.constructs.audit_trail import AuditTrail
 from infra.constructs.identity import Identity
 from infra.constructs.monitoring import Monitoring
-from infra.constructs.nag import acknowledge
+from infra.constructs.nag import acknowledge, acknowledge_inline_policy
+from infra.constructs.nag_findings import allow, finding
 from infra.constructs.predict_api import PredictApi
 from infra.constructs.python_function import Invocation, PythonFunction, logs_key
 from infra.constructs.runtime_layer import RuntimeLayer
@@ -98,6 +99,7 @@ class ServingStack(cdk.Stack):
             max_inputs=s.serving.max_inputs,
             max_input_chars=s.serving.max_input_chars,
             sagemaker_endpoints=routes or None,
+            model_package_group=s.package_group(s.serving.model_name),
         )
         self.predict = PythonFunction(
             self,
@@ -128,6 +130,7 @@ class ServingStack(cdk.Stack):
             role.add_to_principal_policy(
                 iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[self.endpoint.endpoint_arn])
             )
+        self._grant_describe_self(s)
         # CloudFormation publishes ONE version (Bootstrap: fixed logical id, properties that never change) and
         # creates the alias on it once. From then on the deploy workflow alone publishes versions and moves the
         # alias (infra/stacks/deploy.py, docs/deploy.md): a later `cdk deploy` finds no change to apply to
@@ -214,6 +217,42 @@ class ServingStack(cdk.Stack):
             "AwsSolutions-IAM5",
             "kms:GenerateDataKey*/ReEncrypt* come from the CDK key grant on the one serving CMK (its ARN, not '*').",
             findings=["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
+        )
+
+    def _grant_describe_self(self, s: Settings) -> None:
+        """GET /v1/models/{model} (cnai.serving.live) reads the registry record of the package version served
+        and the function's own alias: read-only calls on named resources, made on that route only."""
+        group = s.package_group(s.serving.model_name).lower()  # SageMaker ARNs carry lower-case names
+        allow(
+            self.predict.role,
+            sid="DescribeServedPackage",
+            actions=["sagemaker:DescribeModelPackage"],
+            resources=[self.format_arn(service="sagemaker", resource="model-package", resource_name=f"{group}/*")],
+            wildcard_reason=f"The versions of the served model's package group ({group}/<version>, numbered by "
+            "SageMaker at registration): read the approval of the one served, no other group.",
+        )
+        # A policy of its own, not the role's DefaultPolicy: the function depends on that one (CDK adds the
+        # DependsOn), so naming the function's ARN there would make a cycle.
+        fn = self.predict.function
+        qualified = f"{fn.function_arn}:*"
+        reason = (
+            "The predict function's own qualified ARNs (<arn>:live, <arn>:<version>, versions published by the "
+            "deploy workflow at run time): it reads its alias's routing and its versions' pinned model, nothing else."
+        )
+        policy = iam.Policy(self, "PredictReadsItsAlias")
+        policy.add_statements(
+            iam.PolicyStatement(
+                sid="ReadOwnAlias",
+                actions=["lambda:GetAlias", "lambda:GetFunctionConfiguration"],
+                resources=[fn.function_arn, qualified],
+            )
+        )
+        policy.attach_to_role(self.predict.role)
+        acknowledge(policy, "AwsSolutions-IAM5", reason, findings=[finding(policy, qualified)])
+        acknowledge_inline_policy(
+            policy,
+            f"{policy.node.path}: read-only calls on the predict function itself; a policy apart from the role's "
+            "DefaultPolicy (which the function depends on) so that it may name the function's ARN.",
         )
 
     def _alarms(self, s: Settings) -> None:

@@ -196,6 +196,31 @@ def test_predict_role_reads_only_the_pinned_model_object(default: assertions.Tem
     assert all("acme-models/models/banking77/model.tar.gz" in r for r in resources)
 
 
+def test_predict_role_describes_its_package_group_and_its_own_alias_only(default: assertions.Template) -> None:
+    # Given the default stack (served model banking77, package group cnai-dev-banking77)
+    predict_role = next(
+        k for k, r in default.find_resources("AWS::IAM::Role").items() if "Predict" in k and "lambda" in json.dumps(r)
+    )
+    statements = {
+        s.get("Sid"): (s, p["Properties"]["Roles"])
+        for p in default.find_resources("AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    }
+    # Then DescribeModelPackage is granted on that group's versions and nothing else
+    package, roles = statements["DescribeServedPackage"]
+    assert package["Action"] == "sagemaker:DescribeModelPackage" and {"Ref": predict_role} in roles
+    assert json.dumps(package["Resource"]).endswith(':111111111111:model-package/cnai-dev-banking77/*"]]}')
+    # And GetAlias/GetFunctionConfiguration on the predict function itself and its qualified ARNs, read-only
+    own, roles = statements["ReadOwnAlias"]
+    assert own["Action"] == ["lambda:GetAlias", "lambda:GetFunctionConfiguration"] and {"Ref": predict_role} in roles
+    function = next(iter(default.find_resources("AWS::Lambda::Function", {"Properties": {
+        "Handler": "functions.predict.handler.handler"}})))  # fmt: skip
+    assert own["Resource"][0] == {"Fn::GetAtt": [function, "Arn"]}
+    assert own["Resource"][1] == {"Fn::Join": ["", [{"Fn::GetAtt": [function, "Arn"]}, ":*"]]}
+    # And the function learns its group through its settings model
+    assert predict_function(default)["Environment"]["Variables"]["CNAI_MODEL_PACKAGE_GROUP"] == "cnai-dev-banking77"
+
+
 def test_api_integrates_the_live_alias(default: assertions.Template) -> None:
     alias = only(default, "AWS::Lambda::Alias")
     assert alias["Name"] == "live"
