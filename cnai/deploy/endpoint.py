@@ -68,7 +68,8 @@ class EndpointModel:
     memory_mb: int = 2048
     max_concurrency: int = 5
     environment: dict[str, str] = field(default_factory=dict)
-    kms_key_id: str | None = None  # the bootstrap's: none (serverless variants have no ML volume to encrypt)
+    kms_key_id: str | None = None  # the bootstrap configuration's key: SageMaker encrypts its copy of the image
+    network_isolation: bool = False  # the bootstrap Model's: a release never runs with more network than it
     variant: str = "AllTraffic"
 
     def __post_init__(self) -> None:
@@ -203,6 +204,7 @@ def release(clients: Clients, target: EndpointTarget, package_arn: str, *, clock
     # The configuration this one replaces, on the Model: Finish walks these links to find what to keep and
     # delete (ListEndpointConfigs has no resource-level permission; the deploy role lists nothing).
     sm.create_model(ModelName=name, ExecutionRoleArn=spec.role_arn, PrimaryContainer=container,
+                    EnableNetworkIsolation=spec.network_isolation,
                     Tags=[{"Key": REPLACES_TAG, "Value": current}])  # fmt: skip
     key = {"KmsKeyId": spec.kms_key_id} if spec.kms_key_id else {}
     serverless = {"MemorySizeInMB": spec.memory_mb, "MaxConcurrency": spec.max_concurrency}

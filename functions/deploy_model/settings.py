@@ -44,6 +44,10 @@ class DeployFunctionSettings(EnvSettings):
     endpoint_memory_mb: int = Field(2048, alias="CNAI_ENDPOINT_MEMORY_MB", ge=1024, le=6144, multiple_of=1024)
     endpoint_max_concurrency: int = Field(5, alias="CNAI_ENDPOINT_MAX_CONCURRENCY", ge=1, le=200)
     endpoint_environment: dict[str, str] = Field(default_factory=dict, alias="CNAI_ENDPOINT_CONTAINER_ENV")
+    endpoint_kms_key_arn: str | None = Field(
+        None, alias="CNAI_ENDPOINT_KMS_KEY_ARN", pattern=r"^arn:[^:]+:kms:", description="the bootstrap config's key"
+    )
+    endpoint_network_isolation: bool = Field(False, alias="CNAI_ENDPOINT_NETWORK_ISOLATION")
     endpoint_timeout_s: int = Field(1800, alias="CNAI_ENDPOINT_UPDATE_TIMEOUT_SECONDS", ge=1, le=6 * 3600)
     endpoint_check_s: int = Field(30, alias="CNAI_ENDPOINT_CHECK_SECONDS", ge=1, le=3600)
     endpoint_keep: int = Field(2, alias="CNAI_ENDPOINT_KEEP_CONFIGS", ge=0, le=20)
@@ -81,6 +85,8 @@ class DeployFunctionSettings(EnvSettings):
             memory_mb=self.endpoint_memory_mb,
             max_concurrency=self.endpoint_max_concurrency,
             environment=dict(self.endpoint_environment),
+            kms_key_id=self.endpoint_kms_key_arn,
+            network_isolation=self.endpoint_network_isolation,
         )
         return EndpointTarget(
             endpoint=self.endpoint_name,

@@ -252,6 +252,10 @@ class DeployStack(cdk.Stack):
             "endpoint_memory_mb": e.memory_mb,
             "endpoint_max_concurrency": e.max_concurrency,
             "endpoint_environment": environment,
+            # Every released configuration is encrypted and isolated as the bootstrap one is (cdk-nag checks the
+            # bootstrap; these carry the same settings to what the workflow creates at run time).
+            "endpoint_kms_key_arn": imported(self, endpoint, endpoint.kms_key_arn),
+            "endpoint_network_isolation": endpoint.network_isolation,
             "endpoint_timeout_s": settings.deploy.endpoint_timeout_minutes * 60,
             "endpoint_check_s": settings.deploy.endpoint_check_interval_s,
             "endpoint_keep": settings.deploy.endpoint_keep_configs,
@@ -281,6 +285,10 @@ class DeployStack(cdk.Stack):
                        "sagemaker:DeleteEndpointConfig"],
               resources=[arn("endpoint-config", f"{ours(name)}*")],
               wildcard_reason=f"{released} config).")  # fmt: skip
+        # CreateEndpointConfig with the bootstrap's KmsKeyId: SageMaker encrypts through grants made as the caller.
+        allow(role, sid="EndpointConfigKey", actions=["kms:CreateGrant", "kms:DescribeKey"],
+              resources=[imported(self, endpoint, endpoint.kms_key_arn)],
+              conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})  # fmt: skip
         serving_role = iam.Role.from_role_arn(
             self, "EndpointRole", imported(self, endpoint.role, endpoint.role.role_arn), mutable=True
         )

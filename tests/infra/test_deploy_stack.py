@@ -167,6 +167,9 @@ def test_a_routed_model_releases_to_its_endpoint_with_the_bootstrap_image_role_a
     assert "Fn::ImportValue" in json.dumps(routed["CNAI_ENDPOINT_ROLE_ARN"])
     assert (routed["CNAI_ENDPOINT_MEMORY_MB"], routed["CNAI_ENDPOINT_MAX_CONCURRENCY"]) == ("2048", "5")
     assert json.loads(routed["CNAI_ENDPOINT_CONTAINER_ENV"])["SAGEMAKER_PROGRAM"] == "inference.py"
+    # ... encrypted with the bootstrap configuration's key and isolated as its Model is (default image: not)
+    assert "Fn::ImportValue" in json.dumps(routed["CNAI_ENDPOINT_KMS_KEY_ARN"])
+    assert routed["CNAI_ENDPOINT_NETWORK_ISOLATION"] == "false"
     # ... and how its updates are watched (cnai:deploy.endpoint_*): 30 minutes, every 30 s, 2 configurations kept
     watched = ("CNAI_ENDPOINT_UPDATE_TIMEOUT_SECONDS", "CNAI_ENDPOINT_CHECK_SECONDS", "CNAI_ENDPOINT_KEEP_CONFIGS")
     assert [routed[name] for name in watched] == ["1800", "30", "2"]

@@ -219,3 +219,20 @@ def test_names_fit_sagemaker_and_carry_the_package_version() -> None:
     name = endpoint.resource_name("x" * 63, 12345, 1_800_000_000.123)
     assert len(name) <= 63 and endpoint.package_of(name, "x" * 63) == 12345
     assert endpoint.package_of(BOOT_CONFIG, ENDPOINT) is None
+
+
+def test_a_release_is_encrypted_and_isolated_as_the_bootstrap_is(ep: Endpoint) -> None:
+    # Given the bootstrap's key and network isolation carried to the deploy function (infra/stacks/deploy.py)
+    key = "arn:aws:kms:us-east-1:123456789012:key/0f0e0d0c-1111-2222-3333-444455556666"
+    spec = EndpointModel(image="img:serve", role_arn=ROLE, environment=dict(CONTAINER_ENV), kms_key_id=key,
+                         network_isolation=True)  # fmt: skip
+    target = EndpointTarget(endpoint=ENDPOINT, model=MODEL, spec=spec, timeout_s=60, interval_s=1, keep=1)
+    asked: list[dict[str, Any]] = []  # moto 5.2 drops EnableNetworkIsolation: read the request SageMaker gets
+    ep.clients.registry.sm.meta.events.register(
+        "provide-client-params.sagemaker.CreateModel", lambda params, **_: asked.append(dict(params))
+    )
+    # When a package is released
+    state = endpoint.release(ep.clients, target, ep.approved("job-1").arn, clock=ep.clock)
+    # Then the new Model runs isolated and the new configuration is encrypted with that key, as the bootstrap's
+    assert [a["EnableNetworkIsolation"] for a in asked] == [True]
+    assert ep.sm.describe_endpoint_config(EndpointConfigName=state["config"])["KmsKeyId"] == key
