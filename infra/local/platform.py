@@ -522,7 +522,13 @@ def inject_drift(
         say(f"  {report.window.predictions} predictions scored: {report.decision} ({'; '.join(report.reasons)[:300]})"
             f" -> {report.action.kind}")  # fmt: skip
         if started and report.action.execution_arn:
-            sfn.stop_execution(executionArn=report.action.execution_arn,
+            # moto's interpreter sets an execution's worker up on its own thread: a stop that arrives before the
+            # first state has begun fails inside moto (a server-side traceback). Wait for that state, then stop.
+            arn = report.action.execution_arn
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(sfn.get_execution_history(executionArn=arn)["events"]) < 2:
+                time.sleep(0.2)
+            sfn.stop_execution(executionArn=arn,
                                error="LocalPlatform", cause="the drift retrain is shown started, not run")  # fmt: skip
             say(f"  retrain execution {report.action.execution_arn.rsplit(':', 1)[-1]} started (stopped: not run here)")
 
