@@ -123,6 +123,8 @@ def curated_object(tmp_path: Path, data: bytes) -> LocalStore:
          "field 'text' is missing"),
         (gzip.compress(b'{"id": "a", "text": "caf\xe9"}'), 1, "not valid UTF-8 (byte 0xe9)"),
     ],
+    # Named ids: gzip bytes carry the time they were made, and pytest-xdist refuses workers whose test ids differ
+    ids=["not-gzip", "truncated", "bad-json", "nested", "not-an-object", "id-none", "no-text", "not-utf8"],
 )  # fmt: skip
 def test_a_corrupt_curated_object_names_the_object_and_line(
     tmp_path: Path, data: bytes, line: int | None, problem: str
