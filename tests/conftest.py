@@ -57,15 +57,24 @@ def train_args(data: dict[str, Path], out: Path, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(banking_slice: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_run(banking_slice: dict[str, Path], tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
     """A real, tiny factory run (1-layer student, few steps): its model dir is a servable artifact.
 
-    Session-scoped: training once (about 30 s on 2 cores) serves every test that needs a model.
+    Trained once per test run, not once per pytest-xdist worker: the workers share the run's base temp folder,
+    and a file lock lets the first train (with both cores) while the other waits instead of training a second
+    copy beside it (pytest-xdist's recipe for session fixtures that must run once).
     """
+    from filelock import FileLock
+
     from models.train import main
 
-    out = tmp_path_factory.mktemp("tiny-run")
-    assert main(train_args(banking_slice, out)) == 0
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if worker_id != "master" else base  # base.parent of a lone run is shared across runs
+    out, done = shared / "tiny-run", shared / "tiny-run.done"
+    with FileLock(str(shared / "tiny-run.lock")):
+        if not done.exists():
+            assert main(train_args(banking_slice, out)) == 0
+            done.touch()
     return out
 
 

@@ -36,6 +36,7 @@ DEPLOY_TIME = {
     "function_name": "cnai-dev-serving-PredictFunction1A2B3C",
     "alarm_topic_arn": "arn:aws:sns:us-east-1:123456789012:cnai-dev-serving-MonitoringTopic1A2B3C",
     "endpoint_role_arn": "arn:aws:iam::123456789012:role/cnai-dev-serving-ServerlessRole1A2B3C",
+    "endpoint_kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/0f0e0d0c-1111-2222-3333-444455556666",
 }
 
 
