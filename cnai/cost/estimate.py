@@ -25,20 +25,19 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from cnai.errors import CnaiError
 from cnai.pipeline.input import TrainingRunInput
-from cnai.pipeline.notify import PRICES
+from cnai.pipeline.notify import price_table
 
 SECONDS_PER_MONTH = 730 * 3600
 
 
-@cache
 def prices() -> dict[str, Any]:
-    return dict(json.loads(PRICES.read_text(encoding="utf-8")))
+    """The one price file, as the training notification reads it (cnai.pipeline.notify.price_table)."""
+    return price_table()
 
 
 @dataclass(frozen=True)
@@ -110,9 +109,12 @@ def load_templates(app_dir: Path) -> dict[str, dict[str, Any]]:
             continue
         template_file = app_dir / artifact.get("properties", {}).get("templateFile", "")
         try:
-            templates[name] = json.loads(template_file.read_text(encoding="utf-8"))
+            template = json.loads(template_file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise CnaiError(f"{template_file}: stack {name}'s template is unreadable ({exc})") from None
+        if not isinstance(template, dict) or not isinstance(template.get("Resources", {}), dict):
+            raise CnaiError(f"{template_file}: stack {name}'s template is not a CloudFormation template object")
+        templates[name] = template
     if not templates:
         raise CnaiError(f"{manifest_path}: the assembly holds no CloudFormation stack")
     return templates

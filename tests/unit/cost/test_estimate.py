@@ -129,6 +129,11 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
         estimate(tmp_path / "missing")
     with pytest.raises(CnaiError, match=r"ml\.z9\.huge: no price"):
         estimate(assembly(tmp_path), Assumptions(instance_type="ml.z9.huge"))
+    (tmp_path / "broken").mkdir()
+    broken = assembly(tmp_path / "broken")
+    (broken / "serving.template.json").write_text("[1, 2]")
+    with pytest.raises(CnaiError, match="not a CloudFormation template object"):
+        estimate(broken)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(CnaiError, match=r"manifest\.json: not a readable"):
         estimate(tmp_path)
