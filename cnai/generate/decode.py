@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tokenizers import Tokenizer
 
@@ -20,6 +21,9 @@ from cnai.generate.params import (
     Messages,
     check_messages,
 )
+
+if TYPE_CHECKING:
+    from cnai.model.identity import ModelId
 
 # SmolLM2's own chat template (ChatML), written out so that rendering needs no jinja and no transformers; a
 # unit test checks it against the tokenizer's template. Models with another template ship their own
@@ -112,3 +116,29 @@ def check_context(prompt_ids: list[int], params: GenerationParams, context_lengt
             f"{len(prompt_ids)} prompt tokens + max_new_tokens {params.max_new_tokens} exceed the model's "
             f"context of {context_length} tokens",
         )
+
+
+class LocalGenerator:
+    """What the ONNX and transformers backends share: identity, prompt tokenization, the context check and
+    the loop. A subclass sets `_identity`, `codec` and `context_length` and supplies `_steps`."""
+
+    _identity: ModelId
+    codec: TextCodec
+    context_length: int
+
+    @property
+    def identity(self) -> ModelId:
+        return self._identity
+
+    def prompt_ids(self, messages: Messages | str) -> list[int]:
+        return self.codec.encode(render_chat(messages))
+
+    def generate(self, messages: Messages | str, params: GenerationParams | None = None) -> Generation:
+        params = params or GenerationParams()
+        started = time.perf_counter()
+        ids = self.prompt_ids(messages)
+        check_context(ids, params, self.context_length)
+        return run_loop(self.codec, ids, self._steps(ids, params), params, started)
+
+    def _steps(self, ids: list[int], params: GenerationParams) -> Iterator[int]:
+        raise NotImplementedError

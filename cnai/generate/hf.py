@@ -9,17 +9,16 @@ stop sequences, the deadline and the timings go through the same run_loop as the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cnai.generate.decode import TOP_K, TextCodec, check_context, render_chat, run_loop
-from cnai.generate.params import Generation, GenerationError, GenerationParams, Messages
+from cnai.generate.decode import TOP_K, LocalGenerator, TextCodec
+from cnai.generate.params import GenerationError, GenerationParams
 from cnai.model.identity import ModelId
 
 
-class TransformersGenerator:
+class TransformersGenerator(LocalGenerator):
     """A causal LM through transformers. `source` is a local folder or a hub id (the hub only where the
     job's environment allows it; nothing here downloads for the bundled model)."""
 
@@ -40,20 +39,6 @@ class TransformersGenerator:
             tokenizer_file = Path(hf_tokenizer.name_or_path) / "tokenizer.json"
         self.codec = TextCodec.from_file(tokenizer_file)
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
-
-    @property
-    def identity(self) -> ModelId:
-        return self._identity
-
-    def prompt_ids(self, messages: Messages | str) -> list[int]:
-        return self.codec.encode(render_chat(messages))
-
-    def generate(self, messages: Messages | str, params: GenerationParams | None = None) -> Generation:
-        params = params or GenerationParams()
-        started = time.perf_counter()
-        ids = self.prompt_ids(messages)
-        check_context(ids, params, self.context_length)
-        return run_loop(self.codec, ids, self._steps(ids, params), params, started)
 
     def _steps(self, ids: list[int], params: GenerationParams) -> Iterator[int]:
         torch = self._torch

@@ -10,20 +10,19 @@ with the request's seed.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from cnai.errors import ArtifactError
-from cnai.generate.decode import TOP_K, TextCodec, check_context, render_chat, run_loop
-from cnai.generate.params import Generation, GenerationParams, Messages
+from cnai.generate.decode import TOP_K, LocalGenerator, TextCodec
+from cnai.generate.params import GenerationParams
 from cnai.model.identity import ModelId
 
 GENAI_CONFIG = "genai_config.json"
 
 
-class OnnxGenerator:
+class OnnxGenerator(LocalGenerator):
     def __init__(self, directory: str | Path, identity: ModelId, threads: int | None = None) -> None:
         import onnxruntime_genai as og
 
@@ -42,20 +41,6 @@ class OnnxGenerator:
         self.codec = TextCodec.from_file(root / "tokenizer.json")
         genai = json.loads(config_path.read_text(encoding="utf-8"))
         self.context_length = int(genai["model"].get("context_length", 2048))
-
-    @property
-    def identity(self) -> ModelId:
-        return self._identity
-
-    def prompt_ids(self, messages: Messages | str) -> list[int]:
-        return self.codec.encode(render_chat(messages))
-
-    def generate(self, messages: Messages | str, params: GenerationParams | None = None) -> Generation:
-        params = params or GenerationParams()
-        started = time.perf_counter()
-        ids = self.prompt_ids(messages)
-        check_context(ids, params, self.context_length)
-        return run_loop(self.codec, ids, self._steps(ids, params), params, started)
 
     def _steps(self, ids: list[int], params: GenerationParams) -> Iterator[int]:
         og = self._og
