@@ -139,19 +139,26 @@ def fetch_generator(uri: str, cache_dir: Path, s3_client: Any = None) -> Path:
     try:
         etag = str(client.head_object(Bucket=bucket, Key=key).get("ETag", "")).strip('"')
         final = cache_dir / hashlib.sha256(f"{uri}\0{etag}".encode()).hexdigest()[:24]
-        if (final / CARD_FILE).is_file():
-            read_generator_card(final)
-            return final
+        if final.is_dir():
+            try:
+                read_generator_card(final)  # re-verified: /tmp outlives invocations and could be damaged
+                return final
+            except ArtifactError:
+                shutil.rmtree(final, ignore_errors=True)
         cache_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=cache_dir))
+        tar = staging.parent / f"{staging.name}.tar.gz"
         try:
-            tar = staging.parent / f"{staging.name}.tar.gz"
             client.download_file(bucket, key, str(tar))
             unpack_generator(tar, staging)
             tar.unlink()
-            staging.rename(final)
+            try:
+                staging.rename(final)
+            except OSError:  # another process won the race: use its copy once it verifies
+                read_generator_card(final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            tar.unlink(missing_ok=True)
     except (ClientError, BotoCoreError) as exc:
         raise ArtifactError(f"{uri}: S3 refused the download ({exc})") from None
     return final

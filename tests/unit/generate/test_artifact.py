@@ -88,5 +88,10 @@ def test_an_s3_generator_is_fetched_once_and_verified(tmp_path: Path, monkeypatc
     first = fetch_generator("s3://models/gen/model.tar.gz", tmp_path / "cache", s3)
     second = fetch_generator("s3://models/gen/model.tar.gz", tmp_path / "cache", s3)
     assert first == second and read_generator_card(first).name == "tiny"
+    # A damaged cached copy is fetched again, not served and not a permanent error
+    (first / "tokenizer.json").write_text("damaged", encoding="utf-8")
+    third = fetch_generator("s3://models/gen/model.tar.gz", tmp_path / "cache", s3)
+    assert third == first and read_generator_card(third).name == "tiny"
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [first.name]
     with pytest.raises(ArtifactError, match=r"a generator on S3 is a model\.tar\.gz"):
         fetch_generator("s3://models/gen/", tmp_path / "cache", s3)
