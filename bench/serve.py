@@ -367,32 +367,29 @@ def bench_http(
     audited = sum(1 for _ in audit.open(encoding="utf-8")) if audit.exists() else 0
     figures["serve_audited"] = audited
 
+    def best_setup(key: str, title: str, command: list[str], name: str, threads_flag: str, warm: int) -> None:
+        """Run a peer in both setups (one process with its library's threads; one worker per core with one
+        thread each) and record the faster under `key`_*."""
+        setups = [[], ["--workers", str(workers), threads_flag, "1"]] if workers > 1 else [[]]
+        runs = []
+        for extra in setups:
+            result, line = measure(command + extra, f"/v1/models/{name}/predict", warm)
+            runs.append((result, line.split(" (", 1)[-1].removesuffix(")")))
+            print(f"  {title} {runs[-1][1]}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms", flush=True)
+        result, described = max(runs, key=lambda r: r[0]["rps"])
+        figures.update({f"{key}_{k}": result[k] for k in ("rps", "p50_ms", "p99_ms", "errors", "requests")})
+        figures[f"{key}_model"] = described
+
     peer = [sys.executable, str(ROOT / "bench" / "serve_peer.py"), "--labels", str(model / "labels.json"),
             "--port", "0"] + (["--teacher", str(teacher)] if teacher is not None else [])  # fmt: skip
-    setups = [[], ["--workers", str(workers), "--torch-threads", "1"]] if workers > 1 else [[]]
-    runs = []
-    for extra in setups:
-        result, line = measure(peer + extra, "/v1/models/peer/predict", 200)
-        runs.append((result, line.split(" (", 1)[-1].removesuffix(")")))
-        print(f"  peer {runs[-1][1]}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms", flush=True)
-    result, described = max(runs, key=lambda r: r[0]["rps"])
-    figures.update({f"peer_{k}": result[k] for k in ("rps", "p50_ms", "p99_ms", "errors", "requests")})
-    figures["peer_model"] = described
+    best_setup("peer", "peer", peer, "peer", "--torch-threads", 200)
 
     if teacher_onnx is None:
         print("  ORT peer skipped: no teacher int8 ONNX (make bench-distill writes it)", flush=True)
         return figures
     ort_peer = [sys.executable, str(ROOT / "bench" / "serve_ort_peer.py"), "--model", str(teacher_onnx),
                 "--labels", str(model / "labels.json"), "--port", "0"]  # fmt: skip
-    setups = [[], ["--workers", str(workers), "--threads", "1"]] if workers > 1 else [[]]
-    runs = []
-    for extra in setups:
-        result, line = measure(ort_peer + extra, "/v1/models/ortpeer/predict", 500)
-        runs.append((result, line.split(" (", 1)[-1].removesuffix(")")))
-        print(f"  ORT peer {runs[-1][1]}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms", flush=True)
-    result, described = max(runs, key=lambda r: r[0]["rps"])
-    figures.update({f"ort_peer_{k}": result[k] for k in ("rps", "p50_ms", "p99_ms", "errors", "requests")})
-    figures["ort_peer_model"] = described
+    best_setup("ort_peer", "ORT peer", ort_peer, "ortpeer", "--threads", 500)
     return figures
 
 

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from cnai.local.server import Listening, serve_forever
-from cnai.serving.asgi import FunctionHandler
+from bench.peer_http import Predict, Ranked, serve
+from cnai.local.server import Listening
 
 MAX_LENGTH = 128  # the teacher's max length in the factory (teacher_max_length)
 
@@ -46,31 +46,18 @@ def load(model: Path, threads: int) -> tuple[Any, ort.InferenceSession]:
     return tokenizer, session
 
 
-def make_handler(tokenizer: Any, session: ort.InferenceSession, labels: list[str], model_name: str) -> Any:
+def make_predict(tokenizer: Any, session: ort.InferenceSession, labels: list[str]) -> Predict:
     names = [i.name for i in session.get_inputs()]
 
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        try:
-            body = json.loads(event.get("body") or "")
-            inputs = body["inputs"]
-            texts = [inputs] if isinstance(inputs, str) else list(inputs)
-            top_k = max(1, min(int(body.get("top_k", 1)), len(labels)))
-        except (ValueError, KeyError, TypeError):
-            return {"statusCode": 400, "headers": {"Content-Type": "application/json"}, "body": '{"error":"bad"}'}
+    def predict(texts: list[str], top_k: int) -> list[Ranked]:
         encoded = tokenizer(texts, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="np")
         feeds = {name: encoded[name].astype(np.int64) for name in names}
         (logits,) = session.run(None, feeds)
         scaled = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(scaled) / np.exp(scaled).sum(axis=1, keepdims=True)
-        predictions = []
-        for row in probs:
-            order = np.argsort(-row)[:top_k]
-            ranked = [{"label": labels[i], "score": float(row[i])} for i in order]
-            predictions.append({"label": ranked[0]["label"], "score": ranked[0]["score"], "top_k": ranked})
-        answer = {"model": model_name, "predictions": predictions}
-        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(answer)}
+        return [[(labels[i], float(row[i])) for i in np.argsort(-row)[:top_k]] for row in probs]
 
-    return handler
+    return predict
 
 
 def main() -> int:
@@ -86,17 +73,16 @@ def main() -> int:
         raise SystemExit(f"{args.model}: no such ONNX model (run `make bench-distill` first)")
     labels = json.loads(args.labels.read_text(encoding="utf-8"))
 
-    def factory() -> Any:
+    def factory() -> Predict:
         tokenizer, session = load(args.model, args.threads)
-        return FunctionHandler(make_handler(tokenizer, session, labels, args.name))
+        return make_predict(tokenizer, session, labels)
 
     def ready(server: Listening) -> None:
         threads = args.threads or "default"
         setup = f"{args.workers} worker(s) x {threads} onnxruntime thread(s)"
         print(f"serving on {server.url} (teacher int8 ONNX {args.model.name}, HF tokenizer; {setup})", flush=True)
 
-    serve_forever(factory, "127.0.0.1", args.port, args.workers, ready)
-    return 0
+    return serve(factory, args.name, args.port, args.workers, ready, max_top_k=len(labels))
 
 
 if __name__ == "__main__":

