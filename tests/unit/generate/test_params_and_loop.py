@@ -6,10 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from cnai.generate import GenerationError, GenerationParams
+from cnai.generate import GenerationError, GenerationParams, decode
 from cnai.generate.decode import TextCodec, check_context, render_chat, run_loop
 from cnai.generate.params import check_messages
 from tests.generate_tiny import write_tokenizer
@@ -68,11 +69,8 @@ def test_chat_rendering_is_chatml_with_the_default_system_turn() -> None:
     assert own.startswith("<|im_start|>system\nbe brief<|im_end|>\n") and own.count("system") == 1
 
 
-def scripted(tokens: list[int], delay_s: float = 0.0) -> Iterator[int]:
-    for token in tokens:
-        if delay_s:
-            time.sleep(delay_s)
-        yield token
+def scripted(tokens: list[int]) -> Iterator[int]:
+    yield from tokens
 
 
 def test_end_of_turn_stops_and_is_not_counted(codec: TextCodec) -> None:
@@ -97,14 +95,23 @@ def test_the_token_budget_ends_with_length(codec: TextCodec) -> None:
     assert (result.text, result.finish_reason, result.token_ids) == ("hello card", "length", tuple(stream[:2]))
 
 
-def test_the_deadline_returns_the_text_so_far(codec: TextCodec) -> None:
-    # Given a slow backend (20 ms a token) and a 50 ms deadline / Then a partial answer, finish_reason "deadline"
+def test_the_deadline_returns_the_text_so_far(codec: TextCodec, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a backend taking 20 ms a token on a fake clock and a 50 ms deadline / Then the tokens out by then
+    # (the deadline is checked between tokens: the third one, at 60 ms, is the first past it), "deadline"
+    now = [0.0]
+    monkeypatch.setattr(decode, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def slow(tokens: list[int]) -> Iterator[int]:
+        for token in tokens:
+            now[0] += 0.02
+            yield token
+
     stream = ids(codec, " ".join(["hello"] * 50))
     params = GenerationParams(max_new_tokens=50, deadline_s=0.05)
-    result = run_loop(codec, [1], scripted(stream, delay_s=0.02), params, time.perf_counter())
-    assert result.finish_reason == "deadline"
-    assert 1 <= result.tokens_out < 10 and result.text.startswith("hello")
-    assert 0 < result.ttft_ms <= result.total_ms
+    result = run_loop(codec, [1], slow(stream), params, 0.0)
+    assert (result.finish_reason, result.tokens_out, result.token_ids) == ("deadline", 3, tuple(stream[:3]))
+    assert result.text.startswith("hello")
+    assert (result.ttft_ms, result.total_ms) == pytest.approx((20.0, 60.0))
 
 
 def test_prompt_plus_budget_must_fit_the_context(codec: TextCodec) -> None:
