@@ -18,7 +18,7 @@ import json
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,20 +165,29 @@ def _run(command: list[str], ok: tuple[int, ...]) -> str:
     return done.stdout
 
 
+def _parse(tool: str, stdout: str, parse: Callable[[Any], list[Finding]]) -> list[Finding]:
+    """`parse` over the tool's JSON report; a report that is not JSON or not of the expected shape (another
+    version of the tool) is a LintSetupError, not a stack trace."""
+    try:
+        return parse(json.loads(stdout))
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise LintSetupError(f"{tool}: unexpected report ({type(exc).__name__}: {exc}): {stdout[:200]!r}") from None
+
+
 def run_cfn_lint(templates: Sequence[Path]) -> list[Finding]:
     # cfn-lint exits with a bit mask of the levels found (2 error, 4 warning, 8 informational); 1 is a crash.
     stdout = _run(
         [str(Path(sys.executable).with_name("cfn-lint")), "--format", "json", *map(str, templates)],
         ok=(0, 2, 4, 6, 8, 10, 12, 14),
     )
-    return cfn_lint_findings(json.loads(stdout or "[]"))
+    return _parse("cfn-lint", stdout or "[]", cfn_lint_findings)
 
 
 def run_checkov(checkov: Path, templates: Sequence[Path]) -> list[Finding]:
     files = [arg for t in templates for arg in ("-f", str(t))]
     command = [str(checkov), *files, "--framework", "cloudformation", "-o", "json", "--quiet", "--compact"]
     stdout = _run(command, ok=(0, 1))  # 1: failed checks
-    return checkov_findings(json.loads(stdout)) if stdout.strip() else []
+    return _parse("checkov", stdout, checkov_findings) if stdout.strip() else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

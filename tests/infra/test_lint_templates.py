@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from infra import lint_templates
 from infra.lint_templates import (
     DEFAULT_SKIPS,
     Finding,
@@ -124,3 +125,18 @@ def test_the_reviewed_skips_file_of_the_repository_parses() -> None:
     skips = load_skips(DEFAULT_SKIPS)
     assert skips
     assert {s.tool for s in skips} <= {"cfn-lint", "checkov"}
+
+
+@pytest.mark.parametrize(
+    ("tool", "stdout"),
+    [("cfn-lint", "Traceback (most recent call last): ..."), ("checkov", '{"results": {"failed_checks": [{}]}}')],
+)
+def test_a_report_the_tool_did_not_write_as_expected_is_a_setup_error(
+    monkeypatch: pytest.MonkeyPatch, tool: str, stdout: str
+) -> None:
+    # Given a tool whose stdout is not JSON, or JSON missing the fields read
+    monkeypatch.setattr(lint_templates, "_run", lambda command, ok: stdout)
+    run = lint_templates.run_cfn_lint if tool == "cfn-lint" else lambda t: lint_templates.run_checkov(Path("c"), t)
+    # When its report is read / Then the run stops with a setup error naming the tool (exit 2), not a traceback
+    with pytest.raises(LintSetupError, match=f"^{tool}: unexpected report"):
+        run([Path("cdk.out/x.template.json")])
