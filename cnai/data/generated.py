@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -83,7 +84,7 @@ def read_generated(path: Path) -> tuple[list[GeneratedRow], str]:
     raw = path.read_bytes()
     try:
         text = gzip.decompress(raw).decode("utf-8")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:  # zlib.error: corrupt deflate data
         raise DataError(str(path), f"not a gzip file of UTF-8 JSON Lines ({exc})") from None
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):

@@ -28,7 +28,7 @@ def row(text: str, verdict: str = "agrees") -> GeneratedRow:
         text=text,
         label="card_arrival",
         train_label="card_arrival" if verdict == "agrees" else "lost_card",
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         teacher_confidence=0.9 if verdict == "agrees" else 0.2,
         provenance=provenance,
     )
@@ -75,3 +75,15 @@ def test_generated_rows_cannot_be_read_as_real_training_data(tmp_path: Path) -> 
     # Then the reader stops at the generated row instead of mixing it in
     assert err.value.path.endswith(GENERATED_FILE)
     assert "generated row" in str(err.value)
+
+
+def test_a_corrupt_generated_file_is_a_data_error(tmp_path: Path) -> None:
+    # Given a gzip whose header is fine but whose compressed data is damaged (zlib.error, not an OSError)
+    data = bytearray(gzip.compress(bytes(range(256)) * 100))
+    for i in range(12, len(data) - 8, 7):
+        data[i] ^= 0x5A
+    path = tmp_path / GENERATED_FILE
+    path.write_bytes(bytes(data))
+    # Then the reader names the file instead of raising zlib's error
+    with pytest.raises(DataError, match="not a gzip file"):
+        read_generated(path)
