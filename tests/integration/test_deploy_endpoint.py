@@ -17,14 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import boto3
 import pytest
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from moto import mock_aws
 
-from cnai.deploy.events import approval_pattern
 from cnai.local.events import ApprovalBridge, rules_from_template
 from cnai.local.sagemaker import LocalEndpoints, ModelContainer
 from cnai.local.stepfunctions import LocalStepFunctions
@@ -32,9 +28,9 @@ from cnai.registry.packages import ModelVersion, Registry
 from cnai.serving.sagemaker import package_model
 from cnai.settings import environment_for
 from functions.deploy_model.settings import DeployFunctionSettings
-from infra.constructs.deploy_workflow import DeployWorkflow
 from infra.local.functions import InProcessFunctions
 from infra.local.template import ACCOUNT, REGION, Function, LocalDeployment
+from tests.integration.workflow_env import deploy_workflow_template
 from tests.unit.deploy.world import container
 
 STACK = "cnai-ep-deploy"
@@ -46,15 +42,7 @@ BOOT = "ServerlessConfigA1B2-boot"
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    """The deploy workflow construct synthesized on a bare stack (the deploy function imported by ARN)."""
-    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
-    stack = cdk.Stack(app, STACK, env=cdk.Environment(account=ACCOUNT, region=REGION))
-    function = lambda_.Function.from_function_arn(
-        stack, "Deploy", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{DEPLOY}"
-    )
-    DeployWorkflow(stack, "Workflow", state_machine_name=STACK, function=function,
-                   pattern=approval_pattern([f"{PREFIX}-{MODEL}"]), key=kms.Key(stack, "Key"))  # fmt: skip
-    return dict(app.synth().get_stack_by_name(STACK).template)
+    return deploy_workflow_template(STACK, [f"{PREFIX}-{MODEL}"], DEPLOY)
 
 
 @dataclass

@@ -19,20 +19,17 @@ from typing import Any
 import aws_cdk as cdk
 import boto3
 import pytest
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
 from moto import mock_aws
 
 from cnai.deploy import canary
-from cnai.deploy.events import approval_pattern
 from cnai.local.events import ApprovalBridge, rules_from_template
 from cnai.local.stepfunctions import LocalStepFunctions
 from cnai.registry.packages import ModelVersion, Registry
 from cnai.settings import environment_for
 from functions.deploy_model.settings import DeployFunctionSettings
-from infra.constructs.deploy_workflow import DeployWorkflow
 from infra.local.functions import InProcessFunctions
 from infra.local.template import ACCOUNT, REGION, Function, LocalDeployment
+from tests.integration.workflow_env import deploy_workflow_template
 from tests.unit.deploy.world import BOOT_ENV, TRUST, dummy_zip
 
 STACK = "cnai-it-deploy"
@@ -44,15 +41,7 @@ BUCKET = "cnai-it-artifacts"
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    """The deploy workflow construct synthesized on a bare stack (the deploy function imported by ARN)."""
-    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
-    stack = cdk.Stack(app, STACK, env=cdk.Environment(account=ACCOUNT, region=REGION))
-    function = lambda_.Function.from_function_arn(
-        stack, "Deploy", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{DEPLOY}"
-    )
-    DeployWorkflow(stack, "Workflow", state_machine_name=STACK, function=function, pattern=approval_pattern([GROUP]),
-                   key=kms.Key(stack, "Key"))  # fmt: skip
-    return dict(app.synth().get_stack_by_name(STACK).template)
+    return deploy_workflow_template(STACK, [GROUP], DEPLOY)
 
 
 @dataclass
@@ -129,7 +118,8 @@ class Watcher:
     """Samples the alias while a deploy runs (the canary share is visible only during it)."""
 
     def __init__(self, local: Local) -> None:
-        self.local, self.seen, self.stop = local, [], threading.Event()
+        self.local, self.stop = local, threading.Event()
+        self.seen: list[tuple[str, dict[str, float]]] = []
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 

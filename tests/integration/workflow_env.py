@@ -281,3 +281,26 @@ def deployed(
                     queue=queue,
                     lines=lines,
                 )
+
+
+def deploy_workflow_template(stack_name: str, groups: list[str], function_name: str) -> dict[str, Any]:
+    """The deploy workflow construct (infra/constructs/deploy_workflow.py) synthesized alone on a bare stack,
+    matching approvals in `groups`, its deploy function imported by ARN (`function_name`): what the deploy
+    workflow tests run on moto's interpreter."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_lambda as lambda_
+
+    from cnai.deploy.events import approval_pattern
+    from infra.constructs.deploy_workflow import DeployWorkflow
+    from infra.local.template import ACCOUNT
+    from infra.local.template import REGION as LOCAL_REGION
+
+    app = cdk.App(context={"aws:cdk:bundling-stacks": []})
+    stack = cdk.Stack(app, stack_name, env=cdk.Environment(account=ACCOUNT, region=LOCAL_REGION))
+    function = lambda_.Function.from_function_arn(
+        stack, "Deploy", f"arn:aws:lambda:{LOCAL_REGION}:{ACCOUNT}:function:{function_name}"
+    )
+    DeployWorkflow(stack, "Workflow", state_machine_name=stack_name, function=function,
+                   pattern=approval_pattern(groups), key=kms.Key(stack, "Key"))  # fmt: skip
+    return dict(app.synth().get_stack_by_name(stack_name).template)
