@@ -47,7 +47,7 @@ class BedrockGenerator:
         return self._client
 
     def generate(self, messages: Messages | str, params: GenerationParams | None = None) -> Generation:
-        from botocore.exceptions import ClientError, ReadTimeoutError
+        from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
         params = params or GenerationParams()
         checked = check_messages(messages)
@@ -70,6 +70,8 @@ class BedrockGenerator:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             raise BedrockError(f"bedrock {self.model_id}: {error.get('Code')}: {error.get('Message')}") from None
+        except BotoCoreError as exc:  # no credentials, no endpoint, connection lost: not a bug of the caller's
+            raise BedrockError(f"bedrock {self.model_id}: {exc}") from None
         total = (time.perf_counter() - started) * 1000.0
         content = response.get("output", {}).get("message", {}).get("content", [])
         text = "".join(part.get("text", "") for part in content)

@@ -31,9 +31,11 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from cnai.audit.trail import Auditor, AuditRecord, GenerationAudit, digest_inputs, record_from_event
-from cnai.generate import Generation, GenerationError, GenerationParams, Generator
+from cnai.generate import Generation, GenerationError, GenerationParams, Generator, Messages
+from cnai.generate.bedrock import BedrockError
 from cnai.generate.decode import render_chat
 from cnai.generate.params import check_messages
+from cnai.serving.backends import BackendError
 from cnai.serving.http import body_text
 from cnai.serving.service import PayloadTooLargeError, UnknownModelError
 
@@ -195,7 +197,14 @@ class GenerateRoute:
             seed=body.seed,
             deadline_s=deadline,
         )
-        return self.generator.generate(chat, params)
+        return self._run(chat, params)
+
+    def _run(self, chat: Messages, params: GenerationParams) -> Generation:
+        """The generator's answer; a hosted generator that fails (Bedrock) is a 502, like a failed endpoint."""
+        try:
+            return self.generator.generate(chat, params)
+        except BedrockError as exc:
+            raise BackendError(str(exc)) from exc
 
     def check_drafts(self, texts: list[str]) -> None:
         """413 before anything runs: drafts cost one generation per input."""
@@ -219,7 +228,7 @@ class GenerateRoute:
                 {"role": "system", "content": DRAFT_SYSTEM.format(intent=intent)},
                 {"role": "user", "content": text},
             ]
-            drafts.append(self.generator.generate(chat, params))
+            drafts.append(self._run(chat, params))
         return drafts
 
     @staticmethod

@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from botocore.stub import Stubber
 
 from cnai.generate import GenerationParams, Generator, load_generator
@@ -60,6 +61,16 @@ def test_a_refusal_names_the_model_and_bedrock_code(client: Any) -> None:
         stub.add_client_error("converse", "AccessDeniedException", "no access to this model", 403)
         with pytest.raises(BedrockError, match=r"amazon\.nova-micro-v1:0: AccessDeniedException: no access"):
             BedrockGenerator(MODEL, client=client).generate("hi")
+
+
+def test_a_connection_failure_is_a_bedrock_error(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a client that cannot reach Bedrock (no credentials, no route) / Then a BedrockError, not botocore's
+    def unreachable(**_: Any) -> Any:
+        raise EndpointConnectionError(endpoint_url="https://bedrock-runtime.eu-west-1.amazonaws.com")
+
+    monkeypatch.setattr(client, "converse", unreachable)
+    with pytest.raises(BedrockError, match=r"amazon\.nova-micro-v1:0: Could not connect"):
+        BedrockGenerator(MODEL, client=client).generate("hi")
 
 
 def test_load_generator_routes_bedrock_uris_without_calling_aws() -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from cnai.audit.trail import Auditor, AuditRecord, FileSink, read_records
 from cnai.generate import Generation, GenerationParams, Messages
+from cnai.generate.bedrock import BedrockError
 from cnai.generate.decode import render_chat
 from cnai.generate.params import check_messages
 from cnai.local.context import LocalContext
@@ -206,3 +207,15 @@ def test_trailing_slashes_are_served_and_audited_like_the_plain_path(api: Any, p
     # Then it is answered and audited once, with its generation block, as the plain path is
     assert status == 200
     assert len(records) == 1 and records[0].generation is not None and records[0].model == "drafter"
+
+
+def test_a_failing_hosted_generator_is_a_502_and_audited(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a hosted generator (Bedrock) that refuses the call
+    def refuse(messages: Messages | str, params: GenerationParams | None = None) -> Generation:
+        raise BedrockError("bedrock drafter: ThrottlingException: slow down")
+
+    monkeypatch.setattr(api.generator, "generate", refuse)
+    # When a prompt is posted / Then a 502 the caller may retry, not a 500, and the refusal is audited
+    status, answer, (record,) = call(api, {"prompt": "I lost my card"})
+    assert status == 502 and answer["error"]["code"] == "backend_unavailable"
+    assert record.status == 502 and record.generation is None
