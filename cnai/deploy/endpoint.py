@@ -35,6 +35,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cnai.deploy import canary
 from cnai.deploy.canary import Clients, Clock, DeployError, approved_package, object_version, pointer
 from cnai.registry.packages import ModelVersion
 from cnai.serving.schema import PredictResponse
@@ -336,9 +337,7 @@ def rollback_reason(check_result: dict[str, Any] | None, error: dict[str, Any] |
     """One line for the package's ApprovalDescription: the failed update, or the error that stopped a step."""
     if check_result and check_result.get("status") == "failed":
         return f"endpoint update failed: {check_result.get('reason')}"
-    if error:
-        return f"{error.get('Error', 'error')}: {str(error.get('Cause', ''))[:600]}"
-    return "rolled back"
+    return canary.rollback_reason(None, error)
 
 
 def rollback_from_state(clients: Clients, whole: dict[str, Any], *, clock: Clock = time.time) -> dict[str, Any]:
