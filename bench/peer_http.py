@@ -11,7 +11,7 @@ from cnai.local.server import Listening, serve_forever
 from cnai.serving.asgi import FunctionHandler
 
 Ranked = Sequence[tuple[str, float]]  # (label, score), best first
-Predict = Callable[[list[str], int], list[Ranked]]
+Predict = Callable[[list[str], int], Sequence[Ranked]]
 
 _JSON = {"Content-Type": "application/json"}
 
