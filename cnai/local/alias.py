@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnai.audit.trail import Auditor, sink_from_uri
+from cnai.audit.trail import Auditor, now_iso, sink_from_uri
 from cnai.errors import CnaiError
 from cnai.model.predictor import Predictor
 from cnai.serving.api import PREDICT_PATH, PredictApi, ServingOptions
@@ -39,7 +39,7 @@ from cnai.serving.backends import LocalBackend
 from cnai.serving.live import URI_VARIABLE as URI_VARIABLE  # re-exported: the follower's names, tests use them
 from cnai.serving.live import AliasRef as AliasRef
 from cnai.serving.live import FollowError as FollowError
-from cnai.serving.live import Routing, now_iso, read_routing
+from cnai.serving.live import Routing, read_routing
 from cnai.serving.schema import AliasRouting, RoutedVersion
 from cnai.serving.service import Limits, ModelService
 from cnai.settings import ModelSource

@@ -18,9 +18,10 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any, Generic, TypeVar
 
+from cnai.audit.trail import now_iso
 from cnai.errors import CnaiError
 from cnai.serving.schema import AliasRouting, ModelDetail, RegistryEntry, RoutedVersion
 from cnai.settings import ModelSource, load_env
@@ -117,10 +118,6 @@ def read_routing(lambda_client: Any, ref: AliasRef, sources: dict[str, ModelSour
     except (ClientError, BotoCoreError) as exc:
         raise FollowError(f"{ref}: cannot read the alias's routing ({exc})") from None
     return Routing(ref, tuple(routes))
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class TtlCache(Generic[T]):
