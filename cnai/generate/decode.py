@@ -56,7 +56,10 @@ class TextCodec:
     def from_file(cls, path: Path) -> TextCodec:
         if not path.is_file():
             raise GenerationError("tokenizer", f"{path}: missing")
-        tokenizer = Tokenizer.from_file(str(path))
+        return cls.of(Tokenizer.from_file(str(path)))
+
+    @classmethod
+    def of(cls, tokenizer: Tokenizer) -> TextCodec:
         eos = {tokenizer.token_to_id(t) for t in (END_OF_TURN, *EXTRA_EOS)}
         return cls(tokenizer, frozenset(i for i in eos if i is not None))
 

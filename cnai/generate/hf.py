@@ -32,12 +32,11 @@ class TransformersGenerator(LocalGenerator):
         self._identity = identity
         self.model: Any = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
         self.model.eval()
-        folder = Path(str(source))
-        tokenizer_file = folder / "tokenizer.json"
-        if not tokenizer_file.is_file():  # a hub id: save the fast tokenizer's JSON next to the cache
-            hf_tokenizer = AutoTokenizer.from_pretrained(str(source))
-            tokenizer_file = Path(hf_tokenizer.name_or_path) / "tokenizer.json"
-        self.codec = TextCodec.from_file(tokenizer_file)
+        tokenizer_file = Path(str(source)) / "tokenizer.json"
+        if tokenizer_file.is_file():
+            self.codec = TextCodec.from_file(tokenizer_file)
+        else:  # a hub id (or a folder without tokenizer.json): the fast tokenizer's own `tokenizers` object
+            self.codec = TextCodec.of(AutoTokenizer.from_pretrained(str(source)).backend_tokenizer)
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
 
     def _steps(self, ids: list[int], params: GenerationParams) -> Iterator[int]:

@@ -12,6 +12,7 @@ import copy
 import importlib.metadata
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from cnai.cli import app as cli
 from cnai.errors import ArtifactError
 from cnai.generate import GenerationParams, load_generator
 from cnai.generate.artifact import read_generator_card
+from cnai.generate.decode import TextCodec, render_chat
 from cnai.generate.hf import TransformersGenerator
 from cnai.local.context import LocalContext
 from cnai.model.identity import ModelId
@@ -151,3 +153,27 @@ def test_the_card_registers_with_the_classifiers_lineage_keys(
     assert version.lineage["code_version"] == card.lineage.code_version
     assert version.lineage["recipe_fingerprint"] == card.lineage.hyperparameters["recipe_fingerprint"]
     assert "config_sha256" in version.lineage["teacher"]
+
+
+def test_a_source_without_tokenizer_json_uses_the_fast_tokenizers_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a model folder whose tokenizer only transformers can load (as for a hub id: no tokenizer.json there)
+    import transformers
+    from tokenizers import Tokenizer
+
+    source = write_tiny_llama(tmp_path / "src")
+    backend = Tokenizer.from_file(str(source / "tokenizer.json"))
+    (source / "tokenizer.json").unlink()
+    asked: list[str] = []
+
+    def from_pretrained(name: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(name)
+        return SimpleNamespace(backend_tokenizer=backend)
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
+    # When it is loaded / Then it tokenizes with that tokenizer and generates
+    generator = TransformersGenerator(source, ModelId("ref", "torch"), threads=1)
+    assert asked == [str(source)]
+    assert generator.prompt_ids(PROMPTS[0]) == TextCodec.of(backend).encode(render_chat(PROMPTS[0]))
+    assert generator.generate(PROMPTS[0], GenerationParams(max_new_tokens=3)).tokens_out <= 3
