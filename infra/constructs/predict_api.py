@@ -70,7 +70,7 @@ class PredictApi(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         if not (iam_auth or api_keys or user_pool):
-            raise ValueError("iam_auth and api_keys are both false: the API would be open to anyone")
+            raise ValueError("iam_auth and api_keys are false and there is no user_pool: the API would be open")
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", encryption_key=key, retention=log_retention, removal_policy=removal_policy
         )
