@@ -153,7 +153,7 @@ def _check_object_version(clients: Clients, version: ModelVersion, recorded: str
     """SageMaker reads the key's current bytes: refuse when they are not the version the package recorded."""
     if not recorded or not version.lineage.get("artifact_object_version"):
         return
-    bucket, _, key = version.model_data[5:].partition("/")
+    bucket, key = canary.split_s3(version.model_data)
     try:
         current = clients.s3.head_object(Bucket=bucket, Key=key).get("VersionId")
     except clients.s3.exceptions.ClientError as exc:

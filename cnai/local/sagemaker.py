@@ -31,6 +31,8 @@ from types import TracebackType
 from typing import Any, Final
 from urllib.parse import unquote
 
+from cnai.local.stepfunctions import split_s3_uri
+
 MOTO_SERIES: Final = "5.2"
 Outcome = Callable[[str, dict[str, Any]], str | None]  # (endpoint, model) -> failure reason, None: succeeds
 Serve = Callable[[dict[str, Any], bytes], bytes]  # (model, request body) -> response body
@@ -215,10 +217,7 @@ class ModelContainer:
         with self.lock:
             if name in self.services:
                 return self.services[name]
-            uri = str(container.get("ModelDataUrl", ""))
-            if not uri.startswith("s3://"):
-                raise ValueError(f"Model {name}: ModelDataUrl {uri!r} is not s3://bucket/key")
-            bucket, _, key = uri[5:].partition("/")
+            bucket, key = split_s3_uri(str(container.get("ModelDataUrl", "")))
             s3 = self.s3
             if s3 is None:
                 import boto3
