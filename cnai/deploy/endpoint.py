@@ -28,6 +28,7 @@ ListEndpointConfigs has no resource-level permission, and the deploy role is gra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -209,13 +210,29 @@ def release(clients: Clients, target: EndpointTarget, package_arn: str, *, clock
                     Tags=[{"Key": REPLACES_TAG, "Value": current}])  # fmt: skip
     key = {"KmsKeyId": spec.kms_key_id} if spec.kms_key_id else {}
     serverless = {"MemorySizeInMB": spec.memory_mb, "MaxConcurrency": spec.max_concurrency}
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[{"VariantName": spec.variant, "ModelName": name, "ServerlessConfig": serverless}],
-        **key,
-    )
-    sm.update_endpoint(EndpointName=target.endpoint, EndpointConfigName=name)
+    try:
+        sm.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[{"VariantName": spec.variant, "ModelName": name, "ServerlessConfig": serverless}],
+            **key,
+        )
+        sm.update_endpoint(EndpointName=target.endpoint, EndpointConfigName=name)
+    except sm.exceptions.ClientError as exc:
+        _refused(sm, target.endpoint, name, exc)
     return {**state, "action": "endpoint", "config": name, "started": clock()}
+
+
+def _refused(sm: Any, endpoint: str, name: str, exc: Exception) -> None:
+    """The update was refused (e.g. another update started since DescribeEndpoint): the Model and configuration
+    made for it are deleted (no release points at them, Finish would never find them), and the refusal raised:
+    EndpointBusyError when the endpoint is now updating (the state retries), DeployError otherwise."""
+    for delete, field_name in ((sm.delete_endpoint_config, "EndpointConfigName"), (sm.delete_model, "ModelName")):
+        with contextlib.suppress(sm.exceptions.ClientError):
+            delete(**{field_name: name})
+    with contextlib.suppress(sm.exceptions.ClientError):
+        if str(sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"]) in IN_PROGRESS:
+            raise EndpointBusyError(f"endpoint {endpoint}: an update started meanwhile ({exc}); released later")
+    raise DeployError(f"endpoint {endpoint}: the update to {name} was refused ({exc}); the endpoint is unchanged")
 
 
 def check(clients: Clients, watch: dict[str, Any], *, clock: Clock = time.time) -> dict[str, Any]:

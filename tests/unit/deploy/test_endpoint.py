@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from cnai.deploy import endpoint
 from cnai.deploy.canary import Clients, DeployError
@@ -103,6 +104,23 @@ def test_a_release_pins_the_package_and_moves_the_endpoint_once_healthy(ep: Endp
     finished = endpoint.finish(ep.clients, ep.target, state)
     assert finished["serving"] == name and finished["deleted"] == []
     assert ep.sm.describe_endpoint_config(EndpointConfigName=BOOT_CONFIG)
+
+
+def test_a_refused_update_leaves_no_model_or_configuration_behind(
+    ep: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given SageMaker refusing the UpdateEndpoint (another update won the race since DescribeEndpoint)
+    version = ep.approved("job-1")
+    error = {"Error": {"Code": "ValidationException", "Message": "Cannot update in-progress endpoint"}}
+    monkeypatch.setattr(ep.sm, "update_endpoint", lambda **_: (_ for _ in ()).throw(ClientError(error, "Update")))
+    # When the package is released  Then the refusal is raised naming the endpoint
+    with pytest.raises(DeployError, match=f"endpoint {ENDPOINT}: the update to .* was refused"):
+        endpoint.release(ep.clients, ep.target, version.arn, clock=ep.clock)
+    # and the Model and configuration made for it are gone, the endpoint unchanged
+    names = [c["EndpointConfigName"] for c in ep.sm.list_endpoint_configs()["EndpointConfigs"]]
+    assert names == [BOOT_CONFIG]
+    assert [m["ModelName"] for m in ep.sm.list_models()["Models"]] == [BOOT_MODEL]
+    assert ep.described()["EndpointConfigName"] == BOOT_CONFIG
 
 
 def test_a_repeated_event_for_the_serving_package_changes_nothing(ep: Endpoint) -> None:
