@@ -21,6 +21,9 @@ from typing import Any, Literal
 from cnai.errors import CnaiError
 
 Approval = Literal["Approved", "Rejected", "PendingManualApproval"]
+# SageMaker's CreateModelPackage `Task` (a free string in the API model; the documented values include these):
+# the classifier registers CLASSIFICATION, the generator (cnai.generate) TEXT_GENERATION.
+Task = Literal["CLASSIFICATION", "TEXT_GENERATION"]
 METRIC_KEY = "metric."
 LINEAGE_KEYS = (
     "dataset_manifest_sha256",
@@ -67,6 +70,7 @@ class ModelVersion:
     metrics: dict[str, float] = field(default_factory=dict)
     lineage: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    task: str = ""  # the package's Task (CLASSIFICATION, TEXT_GENERATION); "" when the description has none
 
     @classmethod
     def from_description(cls, d: dict[str, Any]) -> ModelVersion:
@@ -92,6 +96,7 @@ class ModelVersion:
             metrics=metrics,
             lineage={k: v for k, v in props.items() if not k.startswith(METRIC_KEY)},
             description=str(d.get("ModelPackageDescription", "")),
+            task=str(d.get("Task") or ""),
         )
 
 
@@ -144,7 +149,12 @@ class Registry:
         lineage: dict[str, str],
         approved: bool,
         description: str = "",
+        task: Task = "CLASSIFICATION",
     ) -> ModelVersion:
+        """A new version in the model's group (which must exist: `ensure_group`). `task` is the package's Task:
+        CLASSIFICATION for the classifier, TEXT_GENERATION for a generator."""
+        if task not in ("CLASSIFICATION", "TEXT_GENERATION"):
+            raise RegistryError(f"task {task!r}: expected CLASSIFICATION or TEXT_GENERATION")
         unknown = sorted(set(lineage) - set(LINEAGE_KEYS))
         if unknown:
             raise RegistryError(f"lineage: unknown keys {', '.join(unknown)} (known: {', '.join(LINEAGE_KEYS)})")
@@ -163,7 +173,7 @@ class Registry:
                 CustomerMetadataProperties=props,
                 ModelApprovalStatus="Approved" if approved else "PendingManualApproval",
                 Domain="NATURAL_LANGUAGE_PROCESSING",
-                Task="CLASSIFICATION",
+                Task=task,
             )["ModelPackageArn"]
         except self.sm.exceptions.ClientError as exc:
             raise RegistryError(f"{self.group(model)}: cannot create a version ({exc})") from None

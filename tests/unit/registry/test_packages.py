@@ -113,3 +113,33 @@ def test_register_is_idempotent_per_execution_and_approves_only_on_request(regis
     with pytest.raises(RegistryError, match="quality: report_uri, card missing"):
         register_run(registry, image="img", run=run, dataset=dataset, training=training, quality=stripped,
                      execution_arn=execution + "-4")  # fmt: skip
+
+
+def test_a_generator_version_is_registered_as_text_generation(registry: Registry) -> None:
+    # Given a classifier version registered the way the workflow registers it
+    classifier = create(registry)
+    # When a generator is registered with task TEXT_GENERATION (moto 5.2.5 accepts it, as SageMaker does)
+    registry.ensure_group("smollm2")
+    generator = registry.create_version(
+        "smollm2", image="123.dkr.ecr.us-east-1.amazonaws.com/serve:1", model_data="s3://art/g/model.tar.gz",
+        report_uri="s3://art/g/report.json", metrics={"perplexity_ratio": 1.078}, lineage={"artifact_version": "a1"},
+        approved=False, task="TEXT_GENERATION",
+    )  # fmt: skip
+    # Then each version reads back with its own task, as DescribeModelPackage records it
+    assert classifier.task == "CLASSIFICATION" and generator.task == "TEXT_GENERATION"
+    raw = registry.sm.describe_model_package(ModelPackageName=generator.arn)
+    assert (raw["Task"], raw["Domain"]) == ("TEXT_GENERATION", "NATURAL_LANGUAGE_PROCESSING")
+    assert generator.metrics == {"perplexity_ratio": 1.078}
+    # And a task this project does not register is refused before any call
+    with pytest.raises(RegistryError, match="task 'OTHER'"):
+        registry.create_version("smollm2", image="i", model_data="s3://a/m.tar.gz", report_uri="s3://a/r.json",
+                                metrics={}, lineage={}, approved=False, task="OTHER")  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_a_description_without_a_task_reads_as_empty() -> None:
+    # Given a DescribeModelPackage answer from before tasks were recorded (no Task key)
+    from cnai.registry.packages import ModelVersion
+
+    version = ModelVersion.from_description({"ModelPackageArn": "arn:aws:sagemaker:us-east-1:1:model-package/g/1"})
+    # Then the version has no task rather than a guessed one
+    assert version.task == ""
