@@ -3,6 +3,8 @@
 each action (who, what, when, why) to the audit trail. Registered on the `cnai models` group of
 cnai/registry/cli.py (the registry's read-only commands live there; these live here because they reach the
 alias and the audit trail, which sit beside or above the registry in the import layers).
+`cnai generate register` (a generator artifact into the registry, cnai.deploy.generator) is audited the same
+way and added to the `cnai generate` group of cnai/generate/cli.py for the same reason.
 
 Who: the AWS principal (STS GetCallerIdentity), else the local user. Where the record goes: --audit, else
 $CNAI_AUDIT_SINK, else file:~/.cnai/audit/models.jsonl. A failed action is recorded too (status 500, error).
@@ -14,6 +16,7 @@ import getpass
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -23,6 +26,7 @@ from rich.console import Console
 from cnai.audit.trail import Action, Auditor, AuditRecord, Caller, new_request_id, now_iso, sink_from_uri
 from cnai.deploy import canary, endpoint
 from cnai.errors import CnaiError
+from cnai.generate.cli import generate_app
 from cnai.registry.cli import PrefixOption, models_app
 
 console = Console()
@@ -62,6 +66,7 @@ def audited(
     audit: str | None,
     act: Callable[[], dict[str, Any]],
     caller: Caller | None = None,
+    command: str = "cnai models",
 ) -> dict[str, Any]:
     """Run `act`, then write the action's audit record (done or failed); the action's error is re-raised after
     its record is written. Raises AuditUnavailableError when the sink refuses the record."""
@@ -78,7 +83,7 @@ def audited(
         time=now_iso(),
         caller=caller or who(),
         method="CLI",
-        path=f"cnai models {verb} {name}",
+        path=f"{command} {verb} {name}",
         model=name,
         package_version=str(result["package_version"]) if result.get("package_version") is not None else None,
         status=500 if error else 200,
@@ -104,9 +109,16 @@ def _target(name: str, function: str | None, alias: str) -> canary.Target:
     return canary.Target(function=function, model=name, alias=alias)
 
 
-def _run(verb: str, name: str, reason: str, audit: str | None, act: Callable[[], dict[str, Any]]) -> None:
+def _run(
+    verb: str,
+    name: str,
+    reason: str,
+    audit: str | None,
+    act: Callable[[], dict[str, Any]],
+    command: str = "cnai models",
+) -> None:
     try:
-        result = audited(verb, name, reason, audit, act)
+        result = audited(verb, name, reason, audit, act, command=command)
     except (CnaiError, ClientError, BotoCoreError) as exc:
         _fail(exc)
     console.print(f"{verb} {name}: " + ", ".join(f"{k}={v}" for k, v in result.items() if v is not None),
@@ -198,6 +210,58 @@ def promote(
     _run("promote", name, reason, audit, act)
 
 
+@generate_app.command("register")
+def register_generator(
+    path: Annotated[
+        Path, typer.Argument(help="generator artifact folder (models/export_generator.py) or its model.tar.gz")
+    ],
+    bucket: Annotated[
+        str | None,
+        typer.Option("--bucket", help="S3 bucket for the tar and its report (default: $CNAI_ARTIFACT_BUCKET)"),
+    ] = None,
+    key_prefix: Annotated[
+        str, typer.Option("--key-prefix", help="key prefix: <prefix>/<model>/<card version>/model.tar.gz")
+    ] = "generators",
+    image: Annotated[
+        str | None,
+        typer.Option("--image", help="serving image (default: $CNAI_SERVING_IMAGE, the Register function's)"),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="registry model name (default: the card's name)")] = None,
+    approve: Annotated[
+        bool, typer.Option("--approve", help="register as Approved (else PendingManualApproval)")
+    ] = False,
+    again: Annotated[
+        bool, typer.Option("--again", help="register once more even if this card version is registered already")
+    ] = False,
+    reason: ReasonOption = "",
+    prefix: PrefixOption = None,
+    audit: AuditOption = None,
+) -> None:
+    """Upload a generator artifact (verified against its card) and register it as a TEXT_GENERATION version
+    with its perplexity, parity and lineage; audited. The same card version twice answers the first version."""
+    from cnai.deploy.generator import peek_name
+    from cnai.deploy.generator import register_generator as register
+
+    bucket = bucket or os.environ.get("CNAI_ARTIFACT_BUCKET")
+    image = image or os.environ.get("CNAI_SERVING_IMAGE")
+    if not bucket or not image:
+        missing = [n for n, v in (("--bucket (or CNAI_ARTIFACT_BUCKET)", bucket), ("--image (or CNAI_SERVING_IMAGE;"
+                   " `make register-generator` looks the image up as the stacks do)", image)) if not v]  # fmt: skip
+        _fail(CnaiError(f"{' and '.join(missing)}: required"))
+    assert bucket is not None and image is not None
+
+    def act() -> dict[str, Any]:
+        import boto3
+
+        from cnai.registry.packages import Registry
+
+        return register(Registry.from_env(prefix), boto3.client("s3"), path, bucket=bucket, image=image,
+                        key_prefix=key_prefix, model=model, approve=approve, again=again)  # fmt: skip
+
+    _run("register", model or peek_name(path), reason, audit, act, command="cnai generate")
+
+
 def register(app: typer.Typer) -> None:
-    """The commands are on `cnai models` already (decorated above); importing this module is the registration."""
+    """The commands are on `cnai models` and `cnai generate` already (decorated above); importing this module is
+    the registration."""
     del app

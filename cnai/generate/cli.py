@@ -1,19 +1,43 @@
 """`cnai generate`: a reply from a generator on this machine (registered in cnai/cli.py).
 
+`cnai generate PROMPT [OPTIONS]` is the short form of `cnai generate reply PROMPT [OPTIONS]`; the group's other
+commands live where their imports may: `cnai generate register` (into the model registry, audited) in
+cnai/deploy/cli.py, as `cnai models approve` is added to the `models` group of cnai/registry/cli.py.
 `cnai serve --generator URI` serves the same generator over HTTP (POST /v1/models/{name}/generate).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from cnai.errors import CnaiError
 
 console = Console(stderr=True)
+DEFAULT_COMMAND = "reply"
+
+
+class PromptFirstGroup(TyperGroup):
+    """A group whose first word, when it names none of its commands, is the default command's prompt: so
+    `cnai generate "I lost my card"` keeps working beside `cnai generate register ...` (a prompt that is a
+    command's name needs the long form, `cnai generate reply register`)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # ctx: the click Context typer vendors
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [DEFAULT_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+
+generate_app = typer.Typer(
+    cls=PromptFirstGroup,
+    no_args_is_help=True,
+    help="Text generation: `cnai generate PROMPT` replies on this machine; `register` puts a generator into the"
+    " model registry.",
+)
 
 
 def generate(
@@ -64,5 +88,8 @@ def generate(
     )
 
 
+generate_app.command(DEFAULT_COMMAND)(generate)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate)
+    app.add_typer(generate_app, name="generate")
