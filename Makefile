@@ -112,6 +112,21 @@ bench-pipeline: setup ## the README's first command's flow, timed: reports/bench
 export-generator: setup ## the bundled SmolLM2 -> int4 ONNX with KV cache, parity + perplexity checked, into the generator cache
 	$(PY) -m models.export_generator --precision int4 --check-precisions int8 --tarball
 
+# register-generator: GENERATOR (an artifact folder or model.tar.gz; default: the bundled int4 export, exported
+# first if missing), BUCKET (default $CNAI_ARTIFACT_BUCKET), ARGS (e.g. --approve, --reason "..."). The image is
+# $CNAI_SERVING_IMAGE, else the one the stacks register the classifier with (infra's serving_image lookup:
+# the regional PyTorch inference image from the SageMaker SDK's table, for the configured AWS region).
+.PHONY: register-generator
+GENERATOR ?=
+SERVING_IMAGE_LOOKUP = $(PY) -c "import boto3; from infra.constructs.framework_image import retrieve; \
+	from infra.constructs import sagemaker_serverless as s; print(retrieve('pytorch', boto3.session.Session().region_name, \
+	s.SERVING_FRAMEWORK_VERSION, s.SERVING_PY_VERSION, s.SERVING_INSTANCE_TYPE, 'inference'))" 2>/dev/null
+register-generator: setup ## upload the exported generator to S3 and register it as a TEXT_GENERATION version (pending approval; BUCKET=, ARGS=)
+	test -n "$(GENERATOR)" || $(PY) -c "from cnai.generate import bundled; bundled.onnx_folder('int4')" 2>/dev/null || $(MAKE) export-generator
+	image="$${CNAI_SERVING_IMAGE:-$$($(SERVING_IMAGE_LOOKUP))}" && \
+	generator="$(or $(GENERATOR),$$($(PY) -c "from cnai.generate import bundled; print(bundled.onnx_folder('int4'))"))" && \
+	$(PY) -m cnai generate register "$$generator" --image "$$image" $(if $(BUCKET),--bucket $(BUCKET)) $(ARGS)
+
 bench-generate: setup ## generator tokens/s + first token, int4 ONNX vs transformers, 1 thread -> reports/bench-generate.json
 	$(PY) -c "from cnai.generate import bundled; bundled.onnx_folder('int4')" 2>/dev/null || $(MAKE) export-generator
 	$(PY) bench/generate.py --out reports
