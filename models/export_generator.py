@@ -14,7 +14,8 @@ Steps, each one recorded in the model card:
 4. Quality: perplexity on HELD_OUT_TEXT (fixed, written for this purpose, never a training text) of each
    quantized model against the fp32 one; above MAX_PERPLEXITY_RATIO fails the export.
 5. The artifact: the quantized folder plus model_card.json (sha256 of every file, lineage: the GGUF's sha256,
-   the builder, the code version; parity and metrics), and optionally model.tar.gz.
+   the builder, the code version; parity and metrics), and optionally model.tar.gz (`--tarball`: the
+   SageMaker Serverless package, cnai.serving.sagemaker.package_generator).
 
 The fp32 model is the parity witness only; it is not shipped.
 """
@@ -38,12 +39,13 @@ import numpy as np
 
 from cnai.errors import ArtifactError
 from cnai.generate import GenerationParams, bundled
-from cnai.generate.artifact import GeneratorCard, pack_generator, write_generator_card
+from cnai.generate.artifact import GeneratorCard, write_generator_card
 from cnai.generate.decode import TextCodec
 from cnai.generate.hf import TransformersGenerator
 from cnai.generate.onnx import OnnxGenerator
 from cnai.model.artifact import Lineage, sha256_file
 from cnai.model.identity import ModelId
+from cnai.serving.sagemaker import package_generator
 
 PRECISIONS = ("fp32", "int8", "int4")
 # Builder options per precision. int4: k-quant with the output projection (the tied embedding, the largest and
@@ -199,7 +201,7 @@ def export(
             shutil.rmtree(out)
         final.rename(out)
         if tarball:
-            pack_generator(out, out.parent / f"{out.name}.tar.gz")
+            package_generator(out, out.parent / f"{out.name}.tar.gz")
         return card
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -246,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", type=Path, help="a Hugging Face Llama folder (default: the bundled SmolLM2)")
     parser.add_argument("--out", type=Path, help="default: the cache folder `onnx:bundled` loads")
     parser.add_argument("--check-precisions", nargs="*", default=[], choices=PRECISIONS)
-    parser.add_argument("--tarball", action="store_true", help="also write <out>.tar.gz (SageMaker model data)")
+    parser.add_argument(
+        "--tarball",
+        action="store_true",
+        help="also write <out>.tar.gz: SageMaker model data (the artifact + code/), also an s3:// generator URI",
+    )
     args = parser.parse_args(argv)
     out = args.out or bundled.cache_root() / f"{bundled.NAME}-{bundled.package_version()}" / f"onnx-{args.precision}"
     card = export(args.precision, out, args.source, tuple(args.check_precisions), tarball=args.tarball)

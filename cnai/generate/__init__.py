@@ -18,6 +18,7 @@ The API (stable; the training factory and the serving route build on it):
         "s3://.../model.tar.gz" a generator artifact on S3 (fetched, verified, then ONNX)
         "hf:<dir|owner/name>"  any Hugging Face causal LM through transformers (cloud GPU jobs)
         "bedrock:<model id>"   Amazon Bedrock's Converse API
+        "sagemaker:<endpoint>" a SageMaker Serverless endpoint serving a generator package
 
 Messages are chat turns ({"role": "system"|"user"|"assistant", "content": ...}); a string is one user turn.
 Nothing here downloads weights for the bundled model, and importing this package imports neither torch nor
@@ -34,6 +35,7 @@ from cnai.generate.params import (
     GenerationError,
     GenerationParams,
     Generator,
+    GeneratorUnavailableError,
     Messages,
 )
 
@@ -43,6 +45,7 @@ __all__ = [
     "GenerationError",
     "GenerationParams",
     "Generator",
+    "GeneratorUnavailableError",
     "Messages",
     "load_generator",
 ]

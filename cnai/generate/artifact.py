@@ -29,6 +29,7 @@ CARD_FILE = "model_card.json"
 REQUIRED_FILES = ("genai_config.json", "tokenizer.json")
 FORMAT_VERSION = 1
 TASK = "text-generation"
+SAGEMAKER_CODE = "code"  # the inference toolkit's folder in a SageMaker model.tar.gz
 
 
 class GeneratorCard(BaseModel):
@@ -109,11 +110,16 @@ def pack_generator(directory: Path, tar_path: Path) -> Path:
 
 
 def unpack_generator(tar_path: Path, target: Path) -> GeneratorCard:
-    """Extract a generator model.tar.gz flat into `target` (plain files only, no paths) and verify it."""
+    """Extract a generator model.tar.gz flat into `target` (plain files only, no paths) and verify it.
+
+    A SageMaker package (cnai.serving.sagemaker.package_generator) holds the endpoint's inference code under
+    `code/` beside the artifact: that folder is not the model and is skipped, so one tar serves both places."""
     try:
         with tarfile.open(tar_path, "r:*") as tar:
             for member in tar.getmembers():
                 name = member.name.removeprefix("./")
+                if name == SAGEMAKER_CODE or name.startswith(f"{SAGEMAKER_CODE}/"):
+                    continue
                 if not member.isfile() or "/" in name or name.startswith("."):
                     raise ArtifactError(f"{tar_path}: {member.name!r} is not a plain top-level file")
                 handle = tar.extractfile(member)

@@ -12,14 +12,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cnai.errors import CnaiError
-from cnai.generate.params import FinishReason, Generation, GenerationParams, Messages, check_messages
+from cnai.generate.params import (
+    FinishReason,
+    Generation,
+    GenerationParams,
+    GeneratorUnavailableError,
+    Messages,
+    check_messages,
+)
 from cnai.model.identity import ModelId
 
 _REASONS: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
 
-class BedrockError(CnaiError):
+class BedrockError(GeneratorUnavailableError):
     """Bedrock refused or failed the call; the message carries its error code."""
 
 

@@ -8,6 +8,7 @@ generator the same way.
 | `onnx:bundled` | the bundled model exported to int4 ONNX once (cached), for fast CPU generation |
 | `s3://bucket/key` (a generator model.tar.gz) | fetched and unpacked like a classifier, then ONNX |
 | `bedrock:<model id>` | Amazon Bedrock through the Converse API (boto3) |
+| `sagemaker:<endpoint name>` | a SageMaker Serverless endpoint serving a generator package (boto3) |
 | `hf:<dir or hub id>`, any other folder | transformers (cloud GPU jobs; hub ids only where the job may download) |
 """
 
@@ -35,6 +36,10 @@ def load_generator(uri: str | None = None, *, threads: int | None = None, verify
         from cnai.generate.bedrock import BedrockGenerator
 
         return BedrockGenerator(uri.removeprefix("bedrock:"))
+    if uri.startswith("sagemaker:"):
+        from cnai.generate.sagemaker import SageMakerGenerator
+
+        return SageMakerGenerator(uri.removeprefix("sagemaker:"))
     if uri == "onnx:bundled":
         return _onnx(bundled.onnx_folder(), threads, verify)
     if uri.startswith("onnx:"):

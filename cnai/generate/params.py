@@ -23,6 +23,11 @@ MAX_STOP_SEQUENCES = 8
 MAX_STOP_CHARS = 64
 
 
+class GeneratorUnavailableError(CnaiError):
+    """A hosted generator (Bedrock, a SageMaker endpoint) failed or answered garbage: not the caller's fault,
+    so the API answers 502 (as for a failed SageMaker classifier endpoint). The message names the service."""
+
+
 class GenerationError(CnaiError):
     """A generation request cannot be served as asked; the message names the field and the problem."""
 

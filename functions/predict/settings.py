@@ -27,6 +27,12 @@ class PredictSettings(ModelSource, AuditSink, EnvSettings):
     max_explain_words: int = Field(64, alias="CNAI_MAX_EXPLAIN_WORDS", ge=1, le=256)
     cache_size: int = Field(1024, alias="CNAI_CACHE_SIZE", ge=0, le=1_000_000)
     threads: int | None = Field(None, alias="CNAI_THREADS", ge=1, le=64)
+    # POST /v1/models/{model}/generate (and predict's draft_reply) with this generator (cnai.generate.load_generator's
+    # URI); in AWS `sagemaker:<endpoint>`: the generator package runs on SageMaker Serverless, not in this function
+    generator_uri: str = Field("", alias="CNAI_GENERATOR_URI", max_length=1024)
+    max_new_tokens: int = Field(256, alias="CNAI_MAX_NEW_TOKENS", ge=1, le=1024)
+    # the server's own deadline per generate call; keep it under the function's timeout (29 s, API Gateway's)
+    generate_deadline_s: float = Field(20.0, alias="CNAI_GENERATE_DEADLINE_S", gt=0, le=25)
     # GET /v1/models/{model} shows the registry's approval of the package version served: the group it is in
     model_package_group: str = Field(
         "", alias="CNAI_MODEL_PACKAGE_GROUP", pattern=r"^$|^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
