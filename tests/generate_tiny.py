@@ -1,6 +1,7 @@
 """A tiny Llama (random weights, a 300-word tokenizer with ChatML's special tokens) for tests of the generator
 path: the exporter, the ONNX runtime, the route. The same code paths as the bundled SmolLM2, in seconds
-instead of minutes, and nothing downloaded."""
+instead of minutes, and nothing downloaded. `write_carded_artifact`: a generator artifact's folder and card as
+the exporter writes them, with placeholder weights, for tests of what reads the card (registry, GET routes)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,33 @@ def write_tokenizer(folder: Path) -> Path:
     path = folder / "tokenizer.json"
     tokenizer.save(str(path))
     return path
+
+
+def write_carded_artifact(folder: Path, name: str = "tiny-gen", weights: bytes = b"\0" * 1000) -> Path:
+    """An int8 generator artifact: genai_config.json, tokenizer.json, model.onnx(.data) placeholders and the card
+    (perplexity of torch, fp32 and int8 and the ratio, greedy parity on 5 prompts, lineage), hashed and versioned."""
+    from cnai.generate.artifact import GeneratorCard, write_generator_card
+    from cnai.model.artifact import Lineage
+
+    folder.mkdir(parents=True)
+    (folder / "genai_config.json").write_text(json.dumps({"model": {"context_length": 256}}))
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "model.onnx").write_bytes(b"graph")
+    (folder / "model.onnx.data").write_bytes(weights)
+    card = GeneratorCard(
+        name=name,
+        precision="int8",
+        context_length=256,
+        metrics={"perplexity": {"torch": 10.0, "fp32": 10.0, "int8": 10.5}, "perplexity_ratio": {"int8": 1.05}},
+        parity={"greedy_identical": True, "prompts": 5, "max_new_tokens": 16},
+        lineage=Lineage(
+            teacher='{"folder": "src", "config_sha256": "ab"}',
+            hyperparameters={"builder": "onnxruntime-genai==0.x", "recipe_fingerprint": "0123456789abcdef"},
+            code_version="0.1.0+abc",
+        ),
+    )
+    write_generator_card(folder, card)
+    return folder
 
 
 def write_tiny_llama(folder: Path, seed: int = 0) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnai.errors import ArtifactError
+from cnai.generate.artifact import CARD_FILE, GeneratorCard, read_generator_card
 from cnai.generate.decode import TOP_K, LocalGenerator, TextCodec
 from cnai.generate.params import GenerationParams
 from cnai.model.identity import ModelId
@@ -31,6 +32,10 @@ class OnnxGenerator(LocalGenerator):
         if not config_path.is_file():
             raise ArtifactError(f"{config_path}: missing; not an exported generator")
         self._identity = identity
+        # the artifact's card (verified by whoever loaded the folder), for GET /v1/models/{name}; None without one
+        self.card: GeneratorCard | None = (
+            read_generator_card(root, verify=False) if (root / CARD_FILE).is_file() else None
+        )
         self._og = og
         config = og.Config(str(root))
         config.clear_providers()  # CPU: the Lambda and SageMaker Serverless have no accelerator

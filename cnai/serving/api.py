@@ -38,6 +38,7 @@ from cnai.audit.trail import (
 )
 from cnai.errors import error_body
 from cnai.generate import GenerationError
+from cnai.generate.artifact import GeneratorCard
 from cnai.identity import FORBIDDEN, group_refusal, refusal_fields, route_group
 from cnai.model.identity import ModelId
 from cnai.model.predictor import Predictor
@@ -61,13 +62,16 @@ from cnai.serving.http import (
     request_id,
 )
 from cnai.serving.schema import (
+    GENERATION,
     AliasRouting,
     ErrorResponse,
     HealthResponse,
     ModelDetail,
     ModelsResponse,
+    ModelSummary,
     PredictRequest,
     PredictResponse,
+    generator_detail,
 )
 from cnai.serving.service import (
     MAX_EXPLAIN_INPUTS,
@@ -269,7 +273,7 @@ class PredictApi:
 
         @app.get(
             "/v1/models",
-            summary="Served models and their identity (name, version, registry version)",
+            summary="Served models (classifiers and the generator, each with its task) and their identity",
             responses={
                 200: {
                     "description": "the served models",
@@ -279,7 +283,10 @@ class PredictApi:
             },
         )
         def list_models() -> ModelsResponse:
-            return ModelsResponse(models=self.service.summaries())
+            models = self.service.summaries()
+            if self.generate is not None:  # the generator too, task text-generation: its route is /generate
+                models.append(ModelSummary.of(self.generate.generator.identity, self.generate.backend, GENERATION))
+            return ModelsResponse(models=models)
 
         @app.get(
             "/v1/models/<model>",
@@ -299,6 +306,13 @@ class PredictApi:
             },
         )
         def describe_model(model: str) -> ModelDetail:
+            generate = self.generate  # the served generator's name (a classifier of the same name answers first)
+            if generate is not None and model not in self.service.backends:
+                identity = generate.generator.identity
+                if model == identity.name:  # its card's summary when it was loaded from an artifact
+                    card = getattr(generate.generator, "card", None)
+                    card = card if isinstance(card, GeneratorCard) else None
+                    return generator_detail(identity, generate.backend, card)
             detail = self.service.get(model).detail()
             routing = self.routing(model) if self.routing is not None else None
             detail = detail if routing is None else detail.model_copy(update={"routing": routing})

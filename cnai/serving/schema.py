@@ -7,12 +7,15 @@ The model's identity is one `ModelId` (cnai.model.identity); on the wire it stay
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
 from cnai.model.identity import ModelId
 from cnai.model.predictor import Attribution, Prediction
+
+if TYPE_CHECKING:
+    from cnai.generate.artifact import GeneratorCard
 
 
 class PredictRequest(BaseModel):
@@ -138,20 +141,34 @@ class PredictResponse(BaseModel):
         return ModelId(self.model, self.version, self.package_version)
 
 
+ModelTask = Literal["text-classification", "text-generation"]
+CLASSIFICATION: ModelTask = "text-classification"
+GENERATION: ModelTask = "text-generation"
+
+
 class ModelSummary(BaseModel):
     name: str
     version: str
     package_version: str | None = None
     backend: str
+    task: ModelTask = Field(
+        CLASSIFICATION,
+        description="what the model does, so a client knows its route: text-classification answers"
+        " POST /v1/models/{name}/predict, text-generation (the served generator) POST /v1/models/{name}/generate",
+    )
 
     @property
     def identity(self) -> ModelId:
         return ModelId(self.name, self.version, self.package_version)
 
     @classmethod
-    def of(cls, identity: ModelId, backend: str) -> ModelSummary:
+    def of(cls, identity: ModelId, backend: str, task: ModelTask = CLASSIFICATION) -> ModelSummary:
         return cls(
-            name=identity.name, version=identity.version, package_version=identity.package_version, backend=backend
+            name=identity.name,
+            version=identity.version,
+            package_version=identity.package_version,
+            backend=backend,
+            task=task,
         )
 
 
@@ -197,7 +214,7 @@ class RegistryEntry(BaseModel):
 
 
 class ModelDetail(ModelSummary):
-    labels: list[str]
+    labels: list[str] = Field(description="the classifier's labels; empty for a generator")
     max_length: int | None = None
     abstain_threshold: float | None = None
     temperature: float | None = None
@@ -212,6 +229,31 @@ class ModelDetail(ModelSummary):
         None, description="the model registry's record of the package version served; null when it has none"
     )
     registry_error: str | None = Field(None, description="why the registry could not be read, if so")
+    precision: str | None = Field(None, description="a generator's weights (int4, int8, fp32); null otherwise")
+    context_length: int | None = Field(None, description="a generator's context window in tokens; null otherwise")
+    parity: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what a generator's export was checked against (greedy fp32 ONNX vs PyTorch, token for token)",
+    )
+
+
+def generator_detail(identity: ModelId, backend: str, card: GeneratorCard | None = None) -> ModelDetail:
+    """GET /v1/models/{generator}: the served generator's identity and, when it was loaded from an artifact
+    (cnai.generate.artifact.GeneratorCard), its card's summary: perplexity (and its ratio to fp32), parity,
+    lineage. A generator without a card (Bedrock, transformers) has its identity only."""
+    detail = ModelDetail.model_validate({**ModelSummary.of(identity, backend, GENERATION).model_dump(), "labels": []})
+    if card is None:
+        return detail
+    return detail.model_copy(
+        update={
+            "created_at": card.created_at,
+            "metrics": dict(card.metrics),
+            "lineage": card.lineage.model_dump(),
+            "precision": card.precision,
+            "context_length": card.context_length,
+            "parity": dict(card.parity),
+        }
+    )
 
 
 class HealthResponse(BaseModel):

@@ -19,38 +19,15 @@ from typer.testing import CliRunner
 from cnai.audit.trail import read_records
 from cnai.cli import app
 from cnai.generate import Generation, GenerationParams, Messages
-from cnai.generate.artifact import GeneratorCard, pack_generator, unpack_generator, write_generator_card
-from cnai.model.artifact import Lineage
+from cnai.generate.artifact import pack_generator, unpack_generator
 from cnai.model.identity import ModelId
 from cnai.registry.packages import Registry
+from tests.generate_tiny import write_carded_artifact
 
 PREFIX = "cnai-dev"
 BUCKET = "cnai-artifacts"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6-cpu-py312"
 runner = CliRunner()
-
-
-def generator_folder(folder: Path, name: str = "tiny-gen", weights: bytes = b"\0" * 1000) -> Path:
-    """A complete generator artifact as the exporter writes it (card with perplexity, parity and lineage)."""
-    folder.mkdir(parents=True)
-    (folder / "genai_config.json").write_text(json.dumps({"model": {"context_length": 256}}))
-    (folder / "tokenizer.json").write_text("{}")
-    (folder / "model.onnx").write_bytes(b"graph")
-    (folder / "model.onnx.data").write_bytes(weights)
-    card = GeneratorCard(
-        name=name,
-        precision="int8",
-        context_length=256,
-        metrics={"perplexity": {"torch": 10.0, "fp32": 10.0, "int8": 10.5}, "perplexity_ratio": {"int8": 1.05}},
-        parity={"greedy_identical": True, "prompts": 5, "max_new_tokens": 16},
-        lineage=Lineage(
-            teacher='{"folder": "src", "config_sha256": "ab"}',
-            hyperparameters={"builder": "onnxruntime-genai==0.x", "recipe_fingerprint": "0123456789abcdef"},
-            code_version="0.1.0+abc",
-        ),
-    )
-    write_generator_card(folder, card)
-    return folder
 
 
 @dataclass
@@ -81,7 +58,7 @@ def register(world: World, path: Path, *extra: str, bucket: str = BUCKET, image:
 
 def test_a_folder_is_uploaded_and_registered_as_text_generation(world: World, tmp_path: Path) -> None:
     # Given an exported generator folder
-    folder = generator_folder(tmp_path / "tiny-gen")
+    folder = write_carded_artifact(tmp_path / "tiny-gen")
     # When it is registered
     code, output = register(world, folder, "--reason", "first generator")
     assert code == 0, output
@@ -120,7 +97,7 @@ def test_a_folder_is_uploaded_and_registered_as_text_generation(world: World, tm
 
 def test_the_same_artifact_twice_answers_the_first_version_unless_again(world: World, tmp_path: Path) -> None:
     # Given a registered generator
-    folder = generator_folder(tmp_path / "tiny-gen")
+    folder = write_carded_artifact(tmp_path / "tiny-gen")
     assert register(world, folder)[0] == 0
     # When the same artifact is registered again
     code, output = register(world, folder)
@@ -141,8 +118,8 @@ def test_the_same_artifact_twice_answers_the_first_version_unless_again(world: W
 
 def test_a_tarball_registers_and_a_damaged_one_registers_nothing(world: World, tmp_path: Path) -> None:
     # Given the artifact's model.tar.gz, and a copy whose weights were changed after the card was written
-    good = pack_generator(generator_folder(tmp_path / "a"), tmp_path / "model.tar.gz")
-    bad_folder = generator_folder(tmp_path / "b", name="broken-gen")
+    good = pack_generator(write_carded_artifact(tmp_path / "a"), tmp_path / "model.tar.gz")
+    bad_folder = write_carded_artifact(tmp_path / "b", name="broken-gen")
     (bad_folder / "model.onnx.data").write_bytes(b"\1" * 1000)
     bad = pack_generator(bad_folder, tmp_path / "broken.tar.gz")
     # When the good one is registered under another model name
@@ -165,7 +142,7 @@ def test_an_unversioned_bucket_records_no_object_version(world: World, tmp_path:
     # Given a bucket without versioning
     world.s3.create_bucket(Bucket="plain")
     # When a generator is registered there
-    assert register(world, generator_folder(tmp_path / "tiny-gen"), bucket="plain")[0] == 0
+    assert register(world, write_carded_artifact(tmp_path / "tiny-gen"), bucket="plain")[0] == 0
     # Then the version has no artifact_object_version (a deploy pins the key alone, as for the classifier)
     version = world.registry.version("tiny-gen")
     assert "artifact_object_version" not in version.lineage and version.model_data.startswith("s3://plain/")
@@ -174,7 +151,7 @@ def test_an_unversioned_bucket_records_no_object_version(world: World, tmp_path:
 def test_without_an_image_or_a_bad_group_name_nothing_is_registered(
     world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = generator_folder(tmp_path / "tiny-gen")
+    folder = write_carded_artifact(tmp_path / "tiny-gen")
     # Given no --image and no CNAI_SERVING_IMAGE / Then exit 2 naming both ways to give it, nothing audited
     code, output = register(world, folder, image="")
     assert code == 2 and "--image (or CNAI_SERVING_IMAGE" in output and not world.audit.exists()

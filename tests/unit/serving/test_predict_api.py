@@ -112,7 +112,8 @@ def test_base64_body(api: Any) -> None:
 def test_list_models(api: Any) -> None:
     status, body, audit = call(api, path="/v1/models", method="GET")
     assert status == 200 and audit == []  # only predict calls are audited
-    assert body == {"models": [{"name": "toy", "version": "toy0001", "package_version": None, "backend": "local"}]}
+    assert body == {"models": [{"name": "toy", "version": "toy0001", "package_version": None, "backend": "local",
+                                "task": "text-classification"}]}  # fmt: skip
 
 
 def test_describe_model(api: Any) -> None:
