@@ -8,12 +8,15 @@ the Lambda's with the same model, and the Lambda reads the endpoint's answer bac
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 
 from cnai.generate.params import Generation, GenerationParams, Messages
 from cnai.model.identity import ModelId
+
+if TYPE_CHECKING:
+    from cnai.generate.artifact import GeneratorCard
 
 DEFAULT_NEW_TOKENS = 64
 MAX_SEED = 2**31 - 1
@@ -130,10 +133,30 @@ class GeneratorDetail(BaseModel):
     created_at: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     lineage: dict[str, Any] = Field(default_factory=dict)
+    parity: dict[str, Any] = Field(default_factory=dict)  # the export's check: greedy fp32 ONNX vs PyTorch
 
     @property
     def identity(self) -> ModelId:
         return ModelId(self.name, self.version, self.package_version)
+
+    @classmethod
+    def of(cls, identity: ModelId, card: GeneratorCard | None = None) -> GeneratorDetail:
+        """The summary of a generator served as `identity`: its card's figures when it was loaded from an
+        artifact, its identity alone otherwise (Bedrock, transformers)."""
+        detail = cls(name=identity.name, version=identity.version, package_version=identity.package_version)
+        if card is None:
+            return detail
+        return detail.model_copy(
+            update={
+                "task": card.task,
+                "precision": card.precision,
+                "context_length": card.context_length,
+                "created_at": card.created_at,
+                "metrics": dict(card.metrics),
+                "lineage": card.lineage.model_dump(),
+                "parity": dict(card.parity),
+            }
+        )
 
 
 class GenerateRefusal(BaseModel):

@@ -39,6 +39,7 @@ from cnai.audit.trail import (
 from cnai.errors import error_body
 from cnai.generate import GenerationError
 from cnai.generate.artifact import GeneratorCard
+from cnai.generate.wire import GeneratorDetail
 from cnai.identity import FORBIDDEN, group_refusal, refusal_fields, route_group
 from cnai.model.identity import ModelId
 from cnai.model.predictor import Predictor
@@ -285,7 +286,7 @@ class PredictApi:
         def list_models() -> ModelsResponse:
             models = self.service.summaries()
             if self.generate is not None:  # the generator too, task text-generation: its route is /generate
-                models.append(ModelSummary.of(self.generate.generator.identity, self.generate.backend, GENERATION))
+                models.append(ModelSummary.of(self.generate.identity, self.generate.backend, GENERATION))
             return ModelsResponse(models=models)
 
         @app.get(
@@ -307,12 +308,8 @@ class PredictApi:
         )
         def describe_model(model: str) -> ModelDetail:
             generate = self.generate  # the served generator's name (a classifier of the same name answers first)
-            if generate is not None and model not in self.service.backends:
-                identity = generate.generator.identity
-                if model == identity.name:  # its card's summary when it was loaded from an artifact
-                    card = getattr(generate.generator, "card", None)
-                    card = card if isinstance(card, GeneratorCard) else None
-                    return generator_detail(identity, generate.backend, card)
+            if generate is not None and model not in self.service.backends and model == generate.identity.name:
+                return generator_detail(generator_summary(generate), generate.backend)
             detail = self.service.get(model).detail()
             routing = self.routing(model) if self.routing is not None else None
             detail = detail if routing is None else detail.model_copy(update={"routing": routing})
@@ -576,6 +573,17 @@ class PredictApi:
         if self.init_ms is not None:
             metric("InitDuration", MetricUnit.Milliseconds, self.init_ms)
             self.init_ms = None
+
+
+def generator_summary(route: GenerateRoute) -> GeneratorDetail:
+    """The served generator's summary: what a remote one described (a `detail` GeneratorDetail), else built from
+    the card of the artifact it was loaded from (OnnxGenerator's `card`), else its identity alone."""
+    generator = route.generator
+    described = getattr(generator, "detail", None)
+    if isinstance(described, GeneratorDetail):
+        return described
+    card = getattr(generator, "card", None)
+    return GeneratorDetail.of(route.identity, card if isinstance(card, GeneratorCard) else None)
 
 
 def _route_rule(app: APIGatewayRestResolver, path: str, method: str) -> re.Pattern[str] | None:

@@ -15,7 +15,7 @@ from cnai.model.identity import ModelId
 from cnai.model.predictor import Attribution, Prediction
 
 if TYPE_CHECKING:
-    from cnai.generate.artifact import GeneratorCard
+    from cnai.generate.wire import GeneratorDetail
 
 
 class PredictRequest(BaseModel):
@@ -237,23 +237,11 @@ class ModelDetail(ModelSummary):
     )
 
 
-def generator_detail(identity: ModelId, backend: str, card: GeneratorCard | None = None) -> ModelDetail:
-    """GET /v1/models/{generator}: the served generator's identity and, when it was loaded from an artifact
-    (cnai.generate.artifact.GeneratorCard), its card's summary: perplexity (and its ratio to fp32), parity,
-    lineage. A generator without a card (Bedrock, transformers) has its identity only."""
-    detail = ModelDetail.model_validate({**ModelSummary.of(identity, backend, GENERATION).model_dump(), "labels": []})
-    if card is None:
-        return detail
-    return detail.model_copy(
-        update={
-            "created_at": card.created_at,
-            "metrics": dict(card.metrics),
-            "lineage": card.lineage.model_dump(),
-            "precision": card.precision,
-            "context_length": card.context_length,
-            "parity": dict(card.parity),
-        }
-    )
+def generator_detail(summary: GeneratorDetail, backend: str) -> ModelDetail:
+    """GET /v1/models/{generator}: the served generator's summary (cnai.generate.wire.GeneratorDetail: identity
+    and, when it was loaded from an artifact, its card's perplexity, parity and lineage) as a ModelDetail."""
+    fields = summary.model_dump(exclude={"task"})
+    return ModelDetail.model_validate({**fields, "backend": backend, "task": GENERATION, "labels": []})
 
 
 class HealthResponse(BaseModel):

@@ -121,3 +121,21 @@ def test_a_generator_without_a_card_has_its_identity_only(tmp_path: Path) -> Non
     assert status == 200 and (body["version"], body["task"]) == ("unversioned", "text-generation")
     assert body["metrics"] == {} and body["parity"] == {} and body["precision"] is None
     documented(api, "/v1/models/{model}", body)
+
+
+def test_a_remote_generator_is_described_by_what_its_endpoint_said(tmp_path: Path) -> None:
+    # Given a generator served elsewhere that described itself (a SageMaker endpoint's {"describe": true} answer)
+    from cnai.generate.wire import GeneratorDetail
+
+    card = read_generator_card(write_carded_artifact(tmp_path / "remote", name="remote-gen"))
+    generator = CardedGenerator(None, ModelId("remote-gen", card.version, "4"))
+    generator.detail = GeneratorDetail.of(generator.identity, card)  # type: ignore[attr-defined]
+    plain = build_api(
+        ServingOptions(model_uri=str(build_toy_artifact(tmp_path / "model")), audit_sink=f"file:{tmp_path / 'a.jsonl'}")
+    )
+    api = PredictApi(plain.service, plain.auditor, generate=GenerateRoute(generator))
+    # When it is described / Then the endpoint's summary is answered: the card's figures, parity included
+    status, body = get(api, "/v1/models/remote-gen")
+    assert status == 200 and (body["package_version"], body["precision"]) == ("4", "int8")
+    assert body["parity"]["greedy_identical"] is True and body["metrics"]["perplexity_ratio"] == {"int8": 1.05}
+    documented(api, "/v1/models/{model}", body)
