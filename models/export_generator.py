@@ -232,16 +232,6 @@ def source_lineage(source: Path, precision: str, is_bundled: bool) -> Lineage:
     )
 
 
-def registry_lineage(card: GeneratorCard) -> dict[str, str]:
-    """The card's lineage in the registry's keys (cnai.registry.packages.LINEAGE_KEYS), as the classifier's."""
-    return {
-        "teacher": card.lineage.teacher,
-        "recipe_fingerprint": str(card.lineage.hyperparameters.get("recipe_fingerprint", "")),
-        "code_version": card.lineage.code_version,
-        "artifact_version": card.version,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--precision", choices=PRECISIONS, default="int4")

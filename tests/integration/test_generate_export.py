@@ -130,8 +130,8 @@ def test_the_card_registers_with_the_classifiers_lineage_keys(
     import boto3
     from moto import mock_aws
 
+    from cnai.generate.registration import registry_lineage
     from cnai.registry.packages import Registry
-    from models.export_generator import registry_lineage
 
     _, _, card = exported
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
@@ -147,12 +147,76 @@ def test_the_card_registers_with_the_classifiers_lineage_keys(
             metrics={"perplexity_ratio": card.metrics["perplexity_ratio"]["int8"]},
             lineage=registry_lineage(card),
             approved=False,
+            task="TEXT_GENERATION",
         )
     # Then the registry keeps the artifact version, the source, the recipe and the code version
     assert version.lineage["artifact_version"] == card.version
     assert version.lineage["code_version"] == card.lineage.code_version
     assert version.lineage["recipe_fingerprint"] == card.lineage.hyperparameters["recipe_fingerprint"]
-    assert "config_sha256" in version.lineage["teacher"]
+    assert "config_sha256" in version.lineage["teacher"] and version.task == "TEXT_GENERATION"
+
+
+def test_cnai_generate_register_uploads_and_registers_the_real_export(
+    exported: tuple[Path, Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the exported artifact, a versioned bucket and an empty registry (moto)
+    import boto3
+    from moto import mock_aws
+
+    from cnai.generate.artifact import pack_generator, unpack_generator
+    from cnai.registry.packages import Registry
+
+    _, folder, card = exported
+    tar = pack_generator(folder, tmp_path / "model.tar.gz")
+    for key, value in {"AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing"}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="art", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3.put_bucket_versioning(Bucket="art", VersioningConfiguration={"Status": "Enabled"})
+        # When its model.tar.gz is registered from the command line
+        result = CliRunner().invoke(cli, ["generate", "register", str(tar), "--bucket", "art", "--image", "img",
+                                          "--prefix", "cnai-test", "--model", "tiny",
+                                          "--audit", f"file:{tmp_path / 'audit.jsonl'}"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        version = Registry(boto3.client("sagemaker"), "cnai-test").version("tiny")
+        s3.download_file("art", version.model_data.split("/", 3)[3], str(tmp_path / "down.tar.gz"))
+    # Then a pending TEXT_GENERATION version holds the real card's figures and lineage
+    assert (version.task, version.approval) == ("TEXT_GENERATION", "PendingManualApproval")
+    assert version.metrics["perplexity_ratio"] == card.metrics["perplexity_ratio"]["int8"]
+    assert version.metrics["greedy_identical"] == 1.0 and version.lineage["artifact_version"] == card.version
+    assert version.lineage["artifact_object_version"]
+    # And what was uploaded is the artifact, verified file by file
+    (tmp_path / "down").mkdir()
+    assert unpack_generator(tmp_path / "down.tar.gz", tmp_path / "down").version == card.version
+
+
+def test_the_real_generator_is_listed_and_described(exported: tuple[Path, Path, Any], tmp_path: Path) -> None:
+    # Given the predict API serving the exported generator and no classifier
+    _, folder, card = exported
+    api = PredictApi(
+        ModelService({}),
+        Auditor(FileSink(tmp_path / "audit.jsonl")),
+        generate=GenerateRoute(load_generator(f"onnx:{folder}", threads=1)),
+    )
+
+    def get(path: str) -> Any:
+        event = copy.deepcopy(EVENT)
+        event["path"], event["httpMethod"], event["body"] = path, "GET", None
+        response = api.handle(event, LocalContext())
+        assert response["statusCode"] == 200, response["body"]
+        return json.loads(response["body"])
+
+    # When a client lists the models / Then the generator is there with its task, so its route is known
+    (listed,) = get("/v1/models")["models"]
+    assert listed == {"name": card.name, "version": card.version, "package_version": None,
+                      "backend": "generate:OnnxGenerator", "task": "text-generation"}  # fmt: skip
+    # And its detail is the card's summary: perplexity, parity, lineage
+    detail = get(f"/v1/models/{card.name}")
+    assert detail["metrics"]["perplexity_ratio"] == card.metrics["perplexity_ratio"]
+    assert detail["parity"] == card.parity and detail["precision"] == "int8"
+    assert detail["lineage"]["code_version"] == card.lineage.code_version
 
 
 def test_a_source_without_tokenizer_json_uses_the_fast_tokenizers_own(
