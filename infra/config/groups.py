@@ -88,6 +88,25 @@ class EndpointSettings(Group):
         return self.image_uri is not None if self.network_isolation is None else self.network_isolation
 
 
+class GeneratorSettings(Group):
+    """The generator behind POST /v1/models/{model}/generate (and predict's draft_reply), on its own SageMaker
+    Serverless endpoint (docs/generate.md, "Which route serves generation in AWS"). Off unless `model_key` names
+    its model.tar.gz (`make export-generator` writes it: the artifact plus the endpoint's code/)."""
+
+    model_key: str | None = Field(
+        None,
+        pattern=r"^[^\s]+\.tar\.gz$",
+        description="the generator's model.tar.gz in the model bucket; None: no generator, no generate route",
+    )
+    # 3072 MB at least: onnxruntime-genai with the int4 model (117 MB, ~0.5 GB resident) plus the image's Python
+    memory_mb: int = Field(3072, ge=3072, le=6144, multiple_of=1024, description="serverless memory")
+    max_concurrency: int = Field(5, ge=1, le=200)
+    max_new_tokens: int = Field(256, ge=1, le=1024, description="the deployment's cap per call (400 beyond)")
+    deadline_s: float = Field(
+        20.0, gt=0, le=25, description="the server's deadline per call: under the predict function's 29 s timeout"
+    )
+
+
 class ServingSettings(Group):
     """The predict Lambda. The artifact is model.tar.gz in S3, pinned by object version."""
 
@@ -101,6 +120,7 @@ class ServingSettings(Group):
     max_inputs: int = Field(64, ge=1, le=1024)
     max_input_chars: int = Field(2000, ge=1, le=100_000)
     endpoint: EndpointSettings = EndpointSettings()
+    generator: GeneratorSettings = GeneratorSettings()
 
 
 class AuditSettings(Group):

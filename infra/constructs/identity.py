@@ -41,6 +41,7 @@ DESCRIPTIONS = {
 }
 # The predict role's routes: (method, path under the stage). Paths with a model name are per model, any model.
 PREDICT_ROUTES = (("GET", "/v1/models"), ("GET", "/v1/models/*"), ("POST", "/v1/models/*/predict"))
+GENERATE_ROUTES = (("POST", "/v1/models/*/generate"),)  # with a generator served: the predict group's too
 INGEST_ROUTES = (("POST", "/v1/ingest"),)
 # What `cnai models approve | reject` calls (cnai.registry.packages.Registry.set_approval): list the group's
 # versions, describe one, update its approval.
@@ -191,10 +192,12 @@ class Identity(Construct):
         )
         acknowledge_inline_policy(role)
 
-    def grant_api(self, api: apigw.RestApiBase, stage: str, *, ingest: bool) -> None:
-        """The predict role may invoke the predict and model routes of `api`'s `stage`, the ingest role
-        POST /v1/ingest (when the API has it): SigV4 with the group's credentials, these routes only."""
-        for name, routes in ((PREDICT, PREDICT_ROUTES), (INGEST, INGEST_ROUTES if ingest else ())):
+    def grant_api(self, api: apigw.RestApiBase, stage: str, *, ingest: bool, generate: bool = False) -> None:
+        """The predict role may invoke the predict and model routes of `api`'s `stage` (and POST .../generate
+        when a generator is served), the ingest role POST /v1/ingest (when the API has it): SigV4 with the
+        group's credentials, these routes only."""
+        predict_routes = PREDICT_ROUTES + (GENERATE_ROUTES if generate else ())
+        for name, routes in ((PREDICT, predict_routes), (INGEST, INGEST_ROUTES if ingest else ())):
             role = self.roles[name]
             if routes:
                 allow(

@@ -4,6 +4,7 @@ Routes (the predict handler's APIGatewayRestResolver owns the routing inside; th
 authorization, validation and throttling apply per method):
 
     POST /v1/models/{model}/predict   body validated by the handler (which audits every call), not the gateway
+    POST /v1/models/{model}/generate  when a generator is served (`generate=True`): the same function, same rules
     GET  /v1/models                   GET /v1/models/{model}    GET /v1/health    GET /v1/openapi.json
     POST /v1/ingest                   ING's thin ingest Lambda, when given
 
@@ -65,6 +66,7 @@ class PredictApi(Construct):
         waf: bool = True,
         waf_rate_limit: int = 2000,
         ingest: lambda_.IFunction | None = None,
+        generate: bool = False,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.RETAIN,
     ) -> None:
@@ -146,6 +148,8 @@ class PredictApi(Construct):
             "POST",
             request_parameters={"method.request.path.model": True},
         )
+        if generate:  # the predict function answers it (cnai.serving.generate_api) and audits every call
+            method(model.add_resource("generate"), "POST", request_parameters={"method.request.path.model": True})
         method(v1.add_resource("health"), "GET")
         method(v1.add_resource("openapi.json"), "GET")
         if ingest is not None:

@@ -4,10 +4,11 @@
         --> alias `live` of the predict Lambda (arm64, 3.12, runtime layer, reserved + optional provisioned
             concurrency) --> model.tar.gz from S3, pinned by object version, loaded once per container
                          \\--> (by configuration) SageMaker Serverless endpoint on the same tar
+                         \\--> (serving.generator.model_key) the generator's SageMaker Serverless endpoint
         predict log group (KMS) --{ $.cnai_audit IS TRUE }--> Firehose (KMS) --> S3 Object Lock + Glue/Athena
 
 Outputs with stable ids: ApiUrl, PredictFunctionName, EndpointName (and, with cnai:api.auth=cognito, UserPoolId,
-UserPoolClientId, IdentityPoolId).
+UserPoolClientId, IdentityPoolId; with serving.generator.model_key, GeneratorEndpointName).
 """
 
 from __future__ import annotations
@@ -81,6 +82,24 @@ class ServingStack(cdk.Stack):
         routes = (
             {s.serving.model_name: self.endpoint.endpoint_name} if self.endpoint and s.serving.endpoint.route else {}
         )
+        # cnai:serving.generator.model_key: the generator on its own endpoint (the same construct, image and
+        # isolation as the classifier's), reached by the predict function through CNAI_GENERATOR_URI.
+        self.generator: SageMakerServerless | None = None
+        generator = s.serving.generator
+        if generator.model_key:
+            self.generator = SageMakerServerless(
+                self,
+                "Generator",
+                endpoint_name=f"{s.prefix}-generate",
+                model_bucket=self.model_bucket,
+                model_key=generator.model_key,
+                memory_mb=generator.memory_mb,
+                max_concurrency=generator.max_concurrency,
+                bucket_key=model_bucket_key,
+                image_uri=s.serving.endpoint.image_uri,
+                key=self.key,
+                network_isolation=s.serving.endpoint.isolated,
+            )
 
         self.layer = RuntimeLayer(self, "Runtime", code=layer_code)
         if not s.serving.model_version_id:
@@ -100,6 +119,9 @@ class ServingStack(cdk.Stack):
             max_input_chars=s.serving.max_input_chars,
             sagemaker_endpoints=routes or None,
             model_package_group=s.package_group(s.serving.model_name),
+            generator_uri=f"sagemaker:{self.generator.endpoint_name}" if self.generator else None,
+            max_new_tokens=generator.max_new_tokens if self.generator else None,
+            generate_deadline_s=generator.deadline_s if self.generator else None,
         )
         self.predict = PythonFunction(
             self,
@@ -110,7 +132,8 @@ class ServingStack(cdk.Stack):
             metrics_namespace=s.project,
             layers=[self.layer.layer],
             memory_size=s.serving.memory_mb,
-            timeout=cdk.Duration.seconds(29),  # API Gateway's integration limit
+            # API Gateway's integration limit; above the generate deadline (serving.generator.deadline_s <= 25 s)
+            timeout=cdk.Duration.seconds(29),
             reserved_concurrency=s.serving.reserved_concurrency,
             invocation=Invocation.api(),
             key=self.key,
@@ -129,6 +152,10 @@ class ServingStack(cdk.Stack):
         if routes and self.endpoint is not None:
             role.add_to_principal_policy(
                 iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[self.endpoint.endpoint_arn])
+            )
+        if self.generator is not None:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["sagemaker:InvokeEndpoint"], resources=[self.generator.endpoint_arn])
             )
         self._grant_describe_self(s)
         # CloudFormation publishes ONE version (Bootstrap: fixed logical id, properties that never change) and
@@ -193,12 +220,15 @@ class ServingStack(cdk.Stack):
             quota_per_day=s.api.quota_per_day,
             waf=s.api.waf,
             waf_rate_limit=s.api.waf_rate_limit,
+            generate=self.generator is not None,
         )
 
         self._alarms(s)
 
         if self.identity is not None:
-            self.identity.grant_api(self.api.api, s.stage, ingest=ingest is not None)
+            self.identity.grant_api(
+                self.api.api, s.stage, ingest=ingest is not None, generate=self.generator is not None
+            )
             cdk.CfnOutput(self, "UserPoolId", value=self.identity.user_pool.user_pool_id)
             cdk.CfnOutput(self, "UserPoolClientId", value=self.identity.client.user_pool_client_id)
             cdk.CfnOutput(self, "IdentityPoolId", value=self.identity.identity_pool.ref)
@@ -211,6 +241,13 @@ class ServingStack(cdk.Stack):
             value=self.endpoint.endpoint_name if self.endpoint else "disabled",
             description="SageMaker Serverless endpoint ('disabled' when cnai:serving.endpoint.enabled is false)",
         )
+        if self.generator is not None:  # only then: a deployment without a generator keeps its template as it was
+            cdk.CfnOutput(
+                self,
+                "GeneratorEndpointName",
+                value=self.generator.endpoint_name,
+                description="the generator's SageMaker Serverless endpoint (serving.generator.model_key)",
+            )
         cdk.CfnOutput(self, "AuditBucketName", value=self.audit.bucket.bucket_name)
         acknowledge(
             self.predict.role,
@@ -272,15 +309,18 @@ class ServingStack(cdk.Stack):
             self.api.api.metric_server_error(statistic="Sum", period=cdk.Duration.minutes(5)),
             "The REST API answered 5xx: read the predict function's log group and the API access logs",
         )
-        if self.endpoint is not None:
+        for alarm, endpoint in (("EndpointErrors", self.endpoint), ("GeneratorEndpointErrors", self.generator)):
+            if endpoint is None:
+                continue
             watch.above(
-                "EndpointErrors",
+                alarm,
                 cloudwatch.Metric(
                     namespace="AWS/SageMaker",
                     metric_name="Invocation5XXErrors",
-                    dimensions_map={"EndpointName": self.endpoint.endpoint_name, "VariantName": "AllTraffic"},
+                    dimensions_map={"EndpointName": endpoint.endpoint_name, "VariantName": "AllTraffic"},
                     statistic="Sum",
                     period=cdk.Duration.minutes(5),
                 ),
-                "The SageMaker Serverless endpoint answered 5xx: read /aws/sagemaker/Endpoints/<endpoint>",
+                f"The SageMaker Serverless endpoint {endpoint.endpoint_name} answered 5xx: read "
+                "/aws/sagemaker/Endpoints/<endpoint>",
             )
