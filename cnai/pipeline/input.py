@@ -131,6 +131,9 @@ class TrainingRunInput(BaseModel):
             if isinstance(item, dict | list) or item is None:
                 raise ValueError(f"{key}: give a number, a string or a boolean")
             out[key] = str(item).lower() if isinstance(item, bool) else str(item)
+        per_label = out.get("augment_per_label", "0")
+        if not per_label.isdigit():  # the workflow's Choice reads it as a number (augment_per_label below)
+            raise ValueError(f"augment_per_label: {per_label!r} is not a whole number >= 0")
         return out
 
     @field_validator("job_name")
@@ -162,6 +165,12 @@ class TrainingRunInput(BaseModel):
         return condition
 
     @property
+    def augment_per_label(self) -> int:
+        """Generated utterances asked per label (models/config.py augment_per_label; no profile sets it): > 0
+        routes the run through the workflow's GenerateSyntheticData state before TrainAndDistill."""
+        return int(self.hyperparameters.get("augment_per_label", "0"))
+
+    @property
     def dataset_name(self) -> str:
         return self.dataset.name or self.model
 
@@ -175,14 +184,18 @@ class TrainingRunInput(BaseModel):
 
     def payload(self) -> dict[str, Any]:
         """The JSON the later states read (`$.run`): aliases ("from"), every default filled."""
-        return {**self.model_dump(mode="json", by_alias=True), "stopping_condition": self.stopping_condition}
+        return {
+            **self.model_dump(mode="json", by_alias=True),
+            "stopping_condition": self.stopping_condition,
+            "augment_per_label": self.augment_per_label,
+        }
 
 
 def parse_run(data: Any) -> TrainingRunInput:
     """Validate the execution input; RunInputError names each bad field (`dataset.from: ...`)."""
     if not isinstance(data, dict):
         raise RunInputError(f"input: expected a JSON object, got {type(data).__name__}")
-    derived = {"stopping_condition"}  # payload() adds it; a normalized `run` read back validates as well
+    derived = {"stopping_condition", "augment_per_label"}  # payload() adds them; a `run` read back validates too
     try:
         return TrainingRunInput.model_validate({k: v for k, v in data.items() if k not in derived})
     except ValidationError as exc:

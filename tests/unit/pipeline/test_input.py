@@ -64,6 +64,23 @@ def test_hyperparameter_overrides_become_strings() -> None:
     assert run.hyperparameters == {"student_epochs": "4", "eval_teacher": "false", "lr": "3e-05"}
 
 
+def test_the_run_says_whether_it_generates_synthetic_data_for_the_workflows_choice() -> None:
+    # Given a run without augmentation and one whose recipe asks for 8 generated utterances per label
+    plain = parse_run({"model": "m", "dataset": {"from": "2026-11-01", "to": "2026-11-01"}})
+    augmented = parse_run({"model": "m", "dataset": {"from": "2026-11-01", "to": "2026-11-01"},
+                           "hyperparameters": {"augment_per_label": 8}})  # fmt: skip
+    # Then `$.run.augment_per_label` is the number GenerateSyntheticData's Choice compares with 0
+    assert plain.payload()["augment_per_label"] == 0
+    payload = augmented.payload()
+    assert payload["augment_per_label"] == 8 and payload["hyperparameters"] == {"augment_per_label": "8"}
+    # And the payload reads back as the same run
+    assert parse_run(payload) == augmented
+    # And a value the Choice could not compare is refused at the start, naming the field
+    with pytest.raises(RunInputError, match="augment_per_label: '-2' is not a whole number"):
+        parse_run({"model": "m", "dataset": {"from": "2026-11-01", "to": "2026-11-01"},
+                   "hyperparameters": {"augment_per_label": -2}})  # fmt: skip
+
+
 def test_job_names_are_deterministic_per_execution_and_fit_sagemaker() -> None:
     # Given the same execution twice (a retried PrepareDataset) and another execution
     arn = "arn:aws:states:us-east-1:123456789012:execution:cnai-train:run-1"
@@ -76,6 +93,7 @@ def test_job_names_are_deterministic_per_execution_and_fit_sagemaker() -> None:
     # per-attempt suffix ("-0", "-1", ...) within SageMaker's 63 characters
     long = job_name("p" * 40, "m" * 40, arn)
     assert len(long) == 60 and long.startswith("p" * 40 + "-") and JOB_NAME.fullmatch(long + "-12")
+    assert len(long + "-g9") <= 63  # GenerateSyntheticData's attempts: "-g0", "-g1", ...
     # And without an execution (CLI) names are random
     assert job_name("cnai", "m") != job_name("cnai", "m")
 
