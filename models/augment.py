@@ -19,6 +19,12 @@ come from the recipe and are seeded, so the same recipe, data and generator give
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python models/augment.py` (a SageMaker entry): the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import hashlib
 import json
 import logging
@@ -28,14 +34,13 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cnai.data.dataset import LabeledData, read_labeled
 from cnai.data.generated import GeneratedRow, Provenance, read_generated, row_id, summarize, write_generated
-from cnai.errors import DataError
+from cnai.errors import CnaiError, DataError
 from cnai.redact import find_pii
 from cnai.text import normalize_text
 from models.config import HyperParameters
@@ -386,11 +391,35 @@ def read_candidates(path: Path) -> tuple[list[Candidate], float, str]:
         raise DataError(str(path), f"not a candidates file of this version ({exc})") from None
 
 
-def candidates_for(hp: HyperParameters, train: LabeledData, work: Path) -> tuple[list[Candidate], float, str]:
-    """The recipe's candidates: read from `work` when an earlier run (or `python -m models.augment`) generated
-    them, else generated now and kept there. Generation is the slow part and needs no teacher, so it can run
-    ahead of training, and a job restarted after it never repeats it."""
-    path = work / f"candidates-{generation_key(hp, train)[:16]}.json"
+def candidates_name(hp: HyperParameters, train: LabeledData) -> str:
+    return f"candidates-{generation_key(hp, train)[:16]}.json"
+
+
+def given_candidates(hp: HyperParameters, train: LabeledData, folder: Path) -> Path:
+    """The candidates file of this recipe and data in `folder` (the workflow's `candidates` channel). Raises
+    DataError naming what the folder holds when it is missing: candidates of another recipe or data must not be
+    judged as this run's, and generating here instead would make the generation job pointless."""
+    path = folder / candidates_name(hp, train)
+    if not path.is_file():
+        found = sorted(p.name for p in folder.glob("*")) if folder.is_dir() else []
+        raise DataError(
+            str(folder),
+            f"no {path.name} (the candidates of this recipe and training data); found {found or 'nothing'}: "
+            "the generation job ran with other augment_* settings, data selection or generator",
+        )
+    return path
+
+
+def candidates_for(
+    hp: HyperParameters, train: LabeledData, work: Path, given: Path | None = None
+) -> tuple[list[Candidate], float, str]:
+    """The recipe's candidates: `given` (a file models/augment.py wrote ahead, e.g. in the workflow's
+    GenerateSyntheticData job), else read from `work` when an earlier run generated them, else generated now and
+    kept there. Generation is the slow part and needs no teacher, so it can run ahead of training, and a job
+    restarted after it never repeats it."""
+    if given is not None:
+        return read_candidates(given)
+    path = work / candidates_name(hp, train)
     if path.is_file():
         return read_candidates(path)
     complete, identity = load_complete(hp.augment_generator)
@@ -462,17 +491,19 @@ def stage(
     key: str,
     is_main: bool = True,
     barrier: Callable[[], None] = lambda: None,
+    candidates: Path | None = None,
 ) -> tuple[LabeledData, dict[str, Any]]:
     """models/train.py's augmentation step: generate and judge once (main process), cache the kept rows under
     `key` (the recipe, the data and the teacher that judged them), and hand every process the same rows.
 
-    A restarted job (spot reclaim) finds the cached file and does not generate again.
+    A restarted job (spot reclaim) finds the cached file and does not generate again; `candidates` (a file
+    models/augment.py generated ahead) is judged instead of generating.
     """
     path = work / f"generated-{key[:16]}.jsonl.gz"
     summary_path = path.with_name(path.name.removesuffix(".jsonl.gz") + ".json")
     if is_main and not summary_path.is_file():
-        candidates, seconds, identity = candidates_for(hp, train, work)
-        outcome = select(candidates, seconds, train, test.texts, labels, recipe_from(hp), teacher_probabilities)
+        generated, seconds, identity = candidates_for(hp, train, work, candidates)
+        outcome = select(generated, seconds, train, test.texts, labels, recipe_from(hp), teacher_probabilities)
         sha = write_generated(path, outcome.kept)
         summary = summarize(outcome.kept, outcome.generated, dict(outcome.dropped), sha, identity)
         summary["generation_s"] = round(outcome.generation_s, 3)
@@ -497,29 +528,43 @@ def stage(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m models.augment --train DATA --test DATA --checkpoint-dir DIR [--augment_* ...]`: generate
-    the candidates of a recipe ahead of its training run, into the checkpoint directory the run will use
-    (same data selection as models/train.py: train_limit, then the dev split)."""
-    from models.config import parse
+    """Generate the candidates of a recipe ahead of its training run (same data selection as models/train.py:
+    train_limit, then the dev split), into the checkpoint directory:
+
+        python -m models.augment --train DATA --test DATA --checkpoint-dir DIR [--augment_* ...]
+
+    It is also a SageMaker entry point (the training workflow's GenerateSyntheticData job runs
+    `models/augment.py` under the same contract as train.py: SM_CHANNEL_TRAIN/TEST, SM_HPS, /opt/ml/checkpoints,
+    which SageMaker syncs to S3, where TrainAndDistill reads it as its `candidates` channel). A copy goes to the
+    output data directory, kept with the job's output. Exit codes: 0 done, 2 bad input (the message names it).
+    """
+    import shutil
+
+    from models.config import ConfigError, parse
     from models.data import split_dev, stratified_indices, subset
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = parse(argv)
-    hp = cfg.hp
-    if hp.augment_per_label == 0:
-        raise SystemExit("models.augment: --augment_per_label is 0, nothing to generate")
-    data = read_labeled(cfg.paths.train, hp.text_column, hp.label_column)
-    if hp.train_limit is not None:
-        data = subset(data, stratified_indices(data.labels, hp.train_limit, hp.seed))
-    train, _ = split_dev(data, hp.dev_fraction, hp.seed)
-    candidates, seconds, identity = candidates_for(hp, train, cfg.paths.checkpoint_dir)
-    log.info(
-        "%d candidates from %s in %.0f s (%.2f/s)",
-        len(candidates),
-        identity,
-        seconds,
-        len(candidates) / max(seconds, 1e-9),
-    )
+    try:
+        cfg = parse(argv)
+        hp = cfg.hp
+        if hp.augment_per_label == 0:
+            raise ConfigError("augment_per_label: 0, nothing to generate (give --augment_per_label N)")
+        data = read_labeled(cfg.paths.train, hp.text_column, hp.label_column)
+        if hp.train_limit is not None:
+            data = subset(data, stratified_indices(data.labels, hp.train_limit, hp.seed))
+        train, _ = split_dev(data, hp.dev_fraction, hp.seed)
+        candidates, seconds, identity = candidates_for(hp, train, cfg.paths.checkpoint_dir)
+    except CnaiError as exc:
+        log.error("%s", exc)
+        return 2
+    name = candidates_name(hp, train)
+    cfg.paths.output_data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cfg.paths.checkpoint_dir / name, cfg.paths.output_data_dir / name)
+    log.info("%d candidates from %s in %.0f s: %s", len(candidates), identity, seconds, cfg.paths.checkpoint_dir / name)
+    # the job's metric line (GENERATION_METRIC_DEFINITIONS in infra/constructs/training_workflow.py)
+    rate = len(candidates) / seconds if seconds > 0 else 0.0
+    print(f"generation_candidates={len(candidates)} generation_seconds={seconds:.3f} generation_texts_per_s={rate:.4g}",
+          flush=True)  # fmt: skip
     return 0
 
 

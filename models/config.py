@@ -130,6 +130,8 @@ class RunPaths(BaseModel):
     model_dir: Path
     output_data_dir: Path
     checkpoint_dir: Path
+    # generated candidates made ahead by models/augment.py (the workflow's `candidates` channel), or None
+    candidates: Path | None = None
 
 
 class RunConfig(BaseModel):
@@ -164,6 +166,12 @@ def parse(argv: list[str] | None = None, env: dict[str, str] | None = None) -> R
     parser.add_argument("--model-dir", default=env.get("SM_MODEL_DIR", "/opt/ml/model"))
     parser.add_argument("--output-data-dir", default=env.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"))
     parser.add_argument("--checkpoint-dir", default=env.get("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints"))
+    parser.add_argument(
+        "--candidates",
+        default=env.get("SM_CHANNEL_CANDIDATES"),
+        help="folder of models/augment.py's candidates file: filtered and judged instead of generating "
+        "($SM_CHANNEL_CANDIDATES)",
+    )
     for name, field in HyperParameters.model_fields.items():
         flags = sorted({f"--{name}", f"--{name.replace('_', '-')}"})
         parser.add_argument(*flags, dest=name, default=None, help=field.description)
@@ -196,5 +204,6 @@ def parse(argv: list[str] | None = None, env: dict[str, str] | None = None) -> R
         model_dir=Path(args.model_dir),
         output_data_dir=Path(args.output_data_dir),
         checkpoint_dir=Path(args.checkpoint_dir),
+        candidates=Path(args.candidates) if args.candidates else None,
     )
     return RunConfig(hp=hp, paths=paths, profile=profile)

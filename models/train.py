@@ -208,6 +208,14 @@ def run(cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
     train, dev = split_dev(train_all, hp.dev_fraction, hp.seed)
     label_ids = {label: i for i, label in enumerate(labels)}
     log.info("data: %d train, %d dev, %d test rows, %d labels", len(train), len(dev or []), len(test), len(labels))
+    # Candidates generated ahead (the workflow's `candidates` channel): checked now, before the teacher trains
+    given = None
+    if paths.candidates is not None:
+        if hp.augment_per_label > 0:
+            given = augment.given_candidates(hp, train, paths.candidates)
+            log.info("augmentation: candidates generated ahead, %s", given)
+        else:
+            log.warning("candidates in %s left unused: augment_per_label is 0", paths.candidates)
 
     # Checkpoints and the teacher-output cache are keyed by what produced them (see Phase.fingerprint).
     teacher_fp = fingerprint(
@@ -270,7 +278,7 @@ def run(cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
         augment_fp = fingerprint({k: v for k, v in hp.model_dump().items() if k.startswith("augment_")}, teacher_fp,
                                  test.sha256)  # fmt: skip
         generated, generation = augment.stage(
-            hp, train, test, labels, teacher_probabilities, ckpt, augment_fp, info.is_main, info.barrier
+            hp, train, test, labels, teacher_probabilities, ckpt, augment_fp, info.is_main, info.barrier, given
         )
         distil = augment.concat(train, generated)
         if info.is_main:
