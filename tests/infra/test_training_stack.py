@@ -103,7 +103,8 @@ def default() -> Synth:
 
 @pytest.fixture(scope="module")
 def variant() -> Synth:
-    training = TrainingSettings(models=("banking77", "support"), spot=False, schedule="rate(7 days)", volume_gb=100)
+    training = TrainingSettings(models=("banking77", "support"), spot=False, schedule="rate(7 days)", volume_gb=100,
+                                augment_generator="s3://generators-bucket/smollm2/model.tar.gz")  # fmt: skip
     return Synth(Settings(stage="prod", training=training))
 
 
@@ -116,11 +117,11 @@ def test_the_machine_is_standard_jsonpath_with_readable_states(default: Synth) -
     assert d.get("QueryLanguage", "JSONPath") == "JSONPath"
     assert d["StartAt"] == "PrepareDataset"
     assert set(states) == {
-        "PrepareDataset", "TrainAndDistill", "QualityGate", "Passed?", "Register",
-        "NotifySuccess", "NotifyFailure", "NotifyRejected", "Failed", "Rejected",
+        "PrepareDataset", "Synthetic data?", "GenerateSyntheticData", "AddCandidatesChannel", "TrainAndDistill",
+        "QualityGate", "Passed?", "Register", "NotifySuccess", "NotifyFailure", "NotifyRejected", "Failed", "Rejected",
     }  # fmt: skip
     assert [states["PrepareDataset"]["Next"], states["TrainAndDistill"]["Next"], states["QualityGate"]["Next"]] == [
-        "TrainAndDistill", "QualityGate", "Passed?",
+        "Synthetic data?", "QualityGate", "Passed?",
     ]  # fmt: skip
     choice = states["Passed?"]
     assert choice["Choices"] == [{"Variable": "$.quality.passed", "BooleanEquals": True, "Next": "Register"}]
@@ -204,9 +205,12 @@ def test_training_is_a_sync_sagemaker_job_with_spot_checkpoints_and_kms(default:
     assert p["EnableInterContainerTrafficEncryption"] is True
     # a retried attempt gets a new job name (SageMaker refuses a name twice); checkpoints stay the run's
     assert p["TrainingJobName.$"] == "States.Format('{}-{}', $.run.job_name, $$.State.RetryCount)"
-    assert [c["ChannelName"] for c in p["InputDataConfig"]] == ["train", "test"]
-    assert p["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.dataset.train_uri"
-    assert p["InputDataConfig"][1]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.dataset.test_uri"
+    # train + test from PrepareDataset, + candidates from AddCandidatesChannel (see the synthetic data test)
+    assert p["InputDataConfig.$"] == "$.job.channels"
+    channels = default.states["PrepareDataset"]["ResultSelector"]["job"]["channels"]
+    assert [c["ChannelName"] for c in channels] == ["train", "test"]
+    assert channels[0]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.Payload.dataset.train_uri"
+    assert channels[1]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.Payload.dataset.test_uri"
     assert {"Key": "model", "Value.$": "$.run.model"} in p["Tags"]
     assert train["ResultPath"] == "$.training"
     assert train["ResultSelector"] == {
@@ -215,6 +219,77 @@ def test_training_is_a_sync_sagemaker_job_with_spot_checkpoints_and_kms(default:
         "BillableTimeInSeconds.$": "$.BillableTimeInSeconds", "ResourceConfig.$": "$.ResourceConfig",
         "EnableManagedSpotTraining.$": "$.EnableManagedSpotTraining", "OutputDataConfig.$": "$.OutputDataConfig",
     }  # fmt: skip
+
+
+def test_a_recipe_that_augments_generates_candidates_in_a_job_of_its_own_read_as_a_channel(default: Synth) -> None:
+    states = default.states
+    bucket = f"<{default.stack.get_logical_id(default.stack.artifacts.node.default_child)}>"
+    candidates = f"States.Format('s3://{bucket}/checkpoints/{{}}-candidates/', $.run.job_name)"
+    # Given the Choice after PrepareDataset: augment_per_label > 0 (cnai.pipeline.input puts the number in $.run)
+    choice = states["Synthetic data?"]
+    assert choice["Type"] == "Choice"
+    assert choice["Choices"] == [
+        {"Variable": "$.run.augment_per_label", "NumericGreaterThan": 0, "Next": "GenerateSyntheticData"}
+    ]
+    assert choice["Default"] == "TrainAndDistill"
+    # Then GenerateSyntheticData is a .sync training job: same image, code, role, spot, limits and KMS as
+    # TrainAndDistill, one instance, the generation-only entry point, and its checkpoints under the candidates prefix
+    generate, train = states["GenerateSyntheticData"], states["TrainAndDistill"]
+    g, t = generate["Parameters"], train["Parameters"]
+    assert generate["Resource"] == train["Resource"] == "arn:<AWS::Partition>:states:::sagemaker:createTrainingJob.sync"
+    for same in ("RoleArn", "OutputDataConfig", "StoppingCondition.$", "EnableManagedSpotTraining.$", "Tags",
+                 "InputDataConfig.$"):  # fmt: skip
+        assert g[same] == t[same], same
+    assert g["AlgorithmSpecification"]["TrainingImage"] == t["AlgorithmSpecification"]["TrainingImage"]
+    assert g["ResourceConfig"] == {**{k: v for k, v in t["ResourceConfig"].items() if k != "InstanceCount.$"},
+                                   "InstanceCount": 1}  # fmt: skip
+    assert g["TrainingJobName.$"] == "States.Format('{}-g{}', $.run.job_name, $$.State.RetryCount)"
+    assert g["CheckpointConfig"] == {"S3Uri.$": candidates, "LocalPath": "/opt/ml/checkpoints"}
+    assert g["HyperParameters.$"] == (
+        "States.JsonMerge($.job.generation_hyperparameters, $.run.hyperparameters, false)"
+    )
+    job = states["PrepareDataset"]["ResultSelector"]["job"]
+    generation, training = job["generation_hyperparameters"], job["hyperparameters"]
+    assert (
+        generation["sagemaker_program"] == "models/augment.py"
+        and "sagemaker_torch_distributed_enabled" not in generation
+    )
+    # the candidates' cache key is computed from these in both jobs: everything but the script mode is shared
+    assert {k: v for k, v in generation.items() if k != "sagemaker_program"} == {
+        k: v for k, v in training.items() if k not in ("sagemaker_program", "sagemaker_torch_distributed_enabled")
+    }
+    assert generate["ResultPath"] == "$.synthetic" and generate["Next"] == "AddCandidatesChannel"
+    # And it retries and catches as TrainAndDistill does
+    assert generate["Retry"] == train["Retry"] and generate["Catch"] == train["Catch"]
+    assert generate["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "NotifyFailure"}]
+    # And AddCandidatesChannel gives TrainAndDistill the candidates prefix as a third channel, keeping the job's
+    # hyperparameters
+    add = states["AddCandidatesChannel"]
+    assert add["Type"] == "Pass" and add["ResultPath"] == "$.job" and add["Next"] == "TrainAndDistill"
+    assert set(add["Parameters"]) - {"channels"} == {f"{k}.$" for k in job if k != "channels"}
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in add["Parameters"]["channels"]}
+    assert list(channels) == ["train", "test", "candidates"]
+    assert channels["candidates"] == {"S3DataType": "S3Prefix", "S3DataDistributionType": "FullyReplicated",
+                                      "S3Uri.$": candidates}  # fmt: skip
+    assert channels["train"]["S3Uri.$"] == "$.dataset.train_uri"
+
+
+def test_the_deployments_generator_is_every_jobs_default_and_the_only_one_the_role_reads(
+    default: Synth, variant: Synth
+) -> None:
+    # Given no generator in the default settings: models/config.py's default applies, nothing extra is granted
+    job = default.states["PrepareDataset"]["ResultSelector"]["job"]
+    assert "augment_generator" not in job["hyperparameters"]
+    assert not [s for s in default.policy(default.stack.workflow.execution_role) if s.get("Sid") == "ReadGenerator"]
+    # When the variant names an s3:// generator artifact
+    uri = "s3://generators-bucket/smollm2/model.tar.gz"
+    job = variant.states["PrepareDataset"]["ResultSelector"]["job"]
+    # Then both jobs default to it (a recipe's own augment_generator still wins in States.JsonMerge)
+    assert job["hyperparameters"]["augment_generator"] == job["generation_hyperparameters"]["augment_generator"] == uri
+    # And the job role may read that one object
+    [read] = [s for s in variant.policy(variant.stack.workflow.execution_role) if s.get("Sid") == "ReadGenerator"]
+    assert read["Action"] == "s3:GetObject"
+    assert read["Resource"] == "arn:<AWS::Partition>:s3:::generators-bucket/smollm2/model.tar.gz"
 
 
 def test_training_retries_throttling_and_capacity_with_backoff(default: Synth) -> None:
@@ -306,7 +381,7 @@ def test_definition_intrinsics_parse_with_motos_asl_interpreter(default: Synth) 
                 walk(value)
 
     walk(default.definition)
-    assert len(expressions) == 3
+    assert len(expressions) == 7  # job name, hyperparameters, checkpoints x 2 jobs; the candidates channel
     for expression in expressions:
         IntrinsicParser.parse(expression)  # raises on an unknown function or bad syntax
 
