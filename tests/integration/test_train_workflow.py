@@ -10,8 +10,9 @@ What trains: success and the capacity retry run a STAND-IN entry point in place 
 (tests/integration/workflow_env.py STANDIN): it copies a real artifact models/train.py trained with the tiny
 recipe (the session's `tiny_artifact`) and prints its metrics as train.py does, so the gate, the registry and
 the notification read a real model card in seconds. The rejection (a starved recipe: a genuinely weak model),
-the failing job (a recipe override train.py refuses) and the spot interruption (slow) run the real
-models/train.py, unchanged, from this checkout.
+the failing job (a recipe override train.py refuses), the spot interruption (slow) and the augmented run
+(GenerateSyntheticData running models/augment.py with a tiny real generator, then TrainAndDistill judging its
+candidates) run the real models/train.py, unchanged, from this checkout.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cnai.model.artifact import ModelCard, load_artifact
 from cnai.pipeline.notify import console_link
 from cnai.pipeline.quality import served_metrics
 from tests.conftest import BANKING77
+from tests.generate_tiny import write_tiny_llama
 from tests.integration.workflow_env import (
     DAY,
     MODEL,
@@ -41,7 +43,9 @@ from tests.integration.workflow_env import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-HAPPY_PATH = ["PrepareDataset", "TrainAndDistill", "QualityGate", "Passed?", "Register", "NotifySuccess"]
+HAPPY_PATH = ["PrepareDataset", "Synthetic data?", "TrainAndDistill", "QualityGate", "Passed?", "Register",
+              "NotifySuccess"]  # fmt: skip
+AUGMENTED_PATH = ["PrepareDataset", "Synthetic data?", "GenerateSyntheticData", "AddCandidatesChannel", *HAPPY_PATH[2:]]
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +96,17 @@ def tar_member(workflow: Workflow, uri: str, name: str) -> dict[str, Any]:
         member = archive.extractfile(name)
         assert member is not None, f"{name} not in {uri}"
         return dict(json.load(member))
+
+
+def scheduled_training_jobs(done: Execution) -> dict[str, dict[str, Any]]:
+    """CreateTrainingJob parameters of each job the execution scheduled, by TrainingJobName."""
+    found = {}
+    for event in done.events:
+        details = event.get("taskScheduledEventDetails") or {}
+        if event["type"] == "TaskScheduled" and details["resourceType"] == "sagemaker":
+            parameters = json.loads(details["parameters"])
+            found[parameters["TrainingJobName"]] = parameters
+    return found
 
 
 def scheduled_job_names(done: Execution) -> list[str]:
@@ -182,7 +197,8 @@ def test_a_model_below_the_thresholds_is_rejected_naming_metric_value_and_bar(wo
 
     # Then the gate said no: NotifyRejected, then the Rejected Fail state with the gate's cause naming the
     # metric, the value the job's model card records and the bar
-    assert done.path == ["PrepareDataset", "TrainAndDistill", "QualityGate", "Passed?", "NotifyRejected", "Rejected"]
+    assert done.path == ["PrepareDataset", "Synthetic data?", "TrainAndDistill", "QualityGate", "Passed?",
+                         "NotifyRejected", "Rejected"]  # fmt: skip
     assert done.status == "FAILED" and done.error == "QualityGateFailed"
     quality = done.input_of("NotifyRejected")["quality"]
     card = tar_member(workflow, done.input_of("QualityGate")["training"]["model_data"], "model_card.json")
@@ -206,7 +222,7 @@ def test_a_failing_training_job_is_caught_notified_and_fails_with_its_reason(wor
     done = workflow.run("failing-job", console_input(hyperparameters={"student_epochs": "0"}))
 
     # Then the .sync task failed once (a failed job is not retried), Catch went to NotifyFailure, then Failed
-    assert done.path == ["PrepareDataset", "TrainAndDistill", "NotifyFailure", "Failed"]
+    assert done.path == ["PrepareDataset", "Synthetic data?", "TrainAndDistill", "NotifyFailure", "Failed"]
     assert [f["error"] for f in done.failed_tasks()] == ["States.TaskFailed"]
     assert done.status == "FAILED" and done.error == "States.TaskFailed"
     # And the cause is the job's description: Failed, train.py's exit code and the field it refused
@@ -294,3 +310,80 @@ def test_a_spot_interruption_resumes_from_its_checkpoint_to_the_same_metrics(wor
     assert {k: done.output["quality"]["metrics"][k] for k in gated} == {
         k: reference.output["quality"]["metrics"][k] for k in gated
     }
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generator in seconds: the tiny random Llama of tests/generate_tiny.py, whose end-of-turn embedding is
+    moved next to the word it keeps repeating, so a sampled answer is a few words and then stops ("assistant
+    assistant"): text to filter, judge and count, not good text. Loaded by folder (the transformers backend)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    folder = write_tiny_llama(tmp_path_factory.mktemp("tiny-generator") / "llama")
+    vocab = json.loads((folder / "tokenizer.json").read_text())["model"]["vocab"]
+    model: Any = LlamaForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        embeddings = model.get_input_embeddings().weight
+        embeddings[vocab["<|im_end|>"]] = 0.9 * embeddings[vocab["assistant"]]
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_a_recipe_that_augments_generates_in_its_own_job_and_trains_on_those_candidates(
+    workflow: Workflow, tiny_generator: Path
+) -> None:
+    # Given the real entry points and a starved recipe that asks for 2 generated utterances per intent from the
+    # tiny generator (short answers: min_chars lowered so some pass); bars any model passes
+    workflow.runner.source_dir = ROOT
+    recipe = {"train_limit": "24", "teacher_epochs": "1", "student_epochs": "1", "min_int8_agreement": "0.5",
+              "eval_teacher": "false", "augment_per_label": "2", "augment_examples": "2",
+              "augment_max_new_tokens": "12", "augment_min_chars": "5",
+              "augment_generator": str(tiny_generator)}  # fmt: skip
+    given = console_input(hyperparameters=recipe, thresholds={"accuracy": 0.0, "macro_f1": 0.0, "tolerance": 1.0})
+
+    # When
+    done = workflow.run("augmented", given, timeout_s=600)
+
+    # Then the Choice sent it through GenerateSyntheticData, then TrainAndDistill, and on to the registry
+    assert done.status == "SUCCEEDED", (done.error, done.cause, workflow.lines[-20:])
+    assert done.path == AUGMENTED_PATH
+    run_job = done.output["run"]["job_name"]
+    assert done.output["run"]["augment_per_label"] == 2
+    # And the generation job ran models/augment.py as a one-instance job of its own, named per attempt
+    jobs = scheduled_training_jobs(done)
+    generation, training = jobs[f"{run_job}-g0"], jobs[f"{run_job}-0"]
+    assert generation["HyperParameters"]["sagemaker_program"] == "models/augment.py"
+    assert "sagemaker_torch_distributed_enabled" not in generation["HyperParameters"]
+    assert generation["ResourceConfig"]["InstanceCount"] == 1
+    assert done.output["synthetic"]["TrainingJobName"] == f"{run_job}-g0"
+    described = workflow.sagemaker.describe_training_job(TrainingJobName=f"{run_job}-g0")
+    assert described["TrainingJobStatus"] == "Completed"
+    # And its candidates file is in S3 under the run's candidates prefix, named by the recipe's generation key
+    prefix = f"checkpoints/{run_job}-candidates/"
+    listed = workflow.s3.list_objects_v2(Bucket=workflow.artifacts, Prefix=prefix).get("Contents", [])
+    [key] = [o["Key"] for o in listed]
+    assert key.removeprefix(prefix).startswith("candidates-")
+    written = json.loads(workflow.s3.get_object(Bucket=workflow.artifacts, Key=key)["Body"].read())
+    count = len(written["candidates"])
+    assert count > 0 and written["generator"].startswith("llama:")
+    final = {m["MetricName"]: m["Value"] for m in described["FinalMetricDataList"]}
+    assert final["generation:candidates"] == count
+    # And TrainAndDistill got that prefix as its `candidates` channel beside train and test
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in training["InputDataConfig"]}
+    assert set(channels) == {"train", "test", "candidates"}
+    assert channels["candidates"] == f"s3://{workflow.artifacts}/{prefix}"
+    assert channels["train"] == done.output["dataset"]["train_uri"]
+    # And train.py judged those candidates instead of generating them again (it would have cached its own in its
+    # checkpoint directory, synced to the run's checkpoint prefix)
+    assert "augmentation: candidates generated ahead" in workflow.job_log(f"{run_job}-0")
+    synced = workflow.s3.list_objects_v2(Bucket=workflow.artifacts, Prefix=f"checkpoints/{run_job}/").get(
+        "Contents", []
+    )
+    assert synced and not [o["Key"] for o in synced if "/candidates-" in o["Key"]]
+    # And the model card's lineage counts them apart from the real rows
+    card = tar_member(workflow, done.output["training"]["model_data"], "model_card.json")
+    generated = card["lineage"]["dataset"]["generated"]
+    assert generated["generated_texts"] == count and generated["generator"] == written["generator"]
+    assert generated["kept_texts"] + sum(generated["dropped"].values()) == count
+    assert card["lineage"]["dataset"]["train_rows"] + card["lineage"]["dataset"]["dev_rows"] == 24
