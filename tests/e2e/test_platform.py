@@ -40,7 +40,7 @@ def test_make_run_flow_ingests_trains_registers_and_serves_an_audited_prediction
     figures = json.loads(report.read_text())
     assert figures["execution_status"] == "SUCCEEDED"
     assert list(figures["states_s"]) == [
-        "PrepareDataset", "TrainAndDistill", "QualityGate", "Passed?", "Register", "NotifySuccess"
+        "PrepareDataset", "Synthetic data?", "TrainAndDistill", "QualityGate", "Passed?", "Register", "NotifySuccess"
     ]  # fmt: skip
     assert figures["records_in"] == figures["records_sent"] == 77 * 25 and figures["dead_lettered"] == 0
     assert figures["model_package_version"] == "1" and figures["approval"] == "Approved"
