@@ -29,11 +29,12 @@ def test_make_run_flow_ingests_trains_registers_and_serves_an_audited_prediction
     # Given a fresh work folder and a slice of 25 texts per intent
     report = tmp_path / "bench-pipeline.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    # When the platform runs as `make run` does
+    # When the platform runs as `make run` does (the timeout only guards against a hang: the run trains a model, and
+    # beside the other xdist worker on a slower 2-core host it took over 900 s once; CI's own limit is the budget)
     result = subprocess.run(
         [sys.executable, "-m", "infra.local.platform", "--data", str(DATA), "--per-label", "25",
          "--workdir", str(tmp_path / "platform"), "--report", str(report)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500, check=False,
     )  # fmt: skip
     # Then it ends well, state by state, with the figures bench-pipeline reports
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
