@@ -117,6 +117,9 @@ def read_routing(lambda_client: Any, ref: AliasRef, sources: dict[str, ModelSour
             routes.append(Route(version, weight, source))
     except (ClientError, BotoCoreError) as exc:
         raise FollowError(f"{ref}: cannot read the alias's routing ({exc})") from None
+    routed = {r.function_version for r in routes}
+    for version in [v for v in cache if v not in routed]:  # bounded by what the alias routes to now
+        del cache[version]
     return Routing(ref, tuple(routes))
 
 
@@ -138,8 +141,15 @@ class TtlCache(Generic[T]):
             return hit[1]
         value = load()
         with self._lock:
+            # expired entries go on every write: a warm container that lives through many deploys would otherwise
+            # keep one entry per registry version it was ever asked about
+            for stale in [k for k, (expires, _) in self._items.items() if expires <= now]:
+                del self._items[stale]
             self._items[key] = (now + self.ttl_s, value)
         return value
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def package_arn(function_arn: str, region: str, group: str, version: str) -> str:
@@ -192,7 +202,8 @@ class LiveStatus:
         self._routing: TtlCache[tuple[AliasRouting | None, str | None]] = TtlCache(ttl_s, clock)
         self._registry: TtlCache[tuple[RegistryEntry | None, str | None]] = TtlCache(ttl_s, clock)
         self._sources: dict[str, ModelSource] = {}
-        self._since: dict[tuple[tuple[str, float], ...], str] = {}
+        # the routing last seen and since when it holds (a routing seen again after another starts a new "since")
+        self._since: tuple[tuple[tuple[str, float], ...], str] | None = None
 
     def bind(self, context: Any) -> None:
         arn = str(getattr(context, "invoked_function_arn", "") or "")
@@ -234,7 +245,9 @@ class LiveStatus:
         except CnaiError as exc:
             return None, str(exc)
         key = tuple((r.function_version, round(r.weight, 6)) for r in routing.routes)
-        since = self._since.setdefault(key, now_iso())
+        if self._since is None or self._since[0] != key:
+            self._since = (key, now_iso())
+        since = self._since[1]
         versions = [
             RoutedVersion(
                 function_version=r.function_version,

@@ -4,6 +4,7 @@ own alias routing (cnai.serving.live), read from moto on the GET route only and 
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -186,6 +187,34 @@ def test_the_ttl_cache_reloads_only_after_its_ttl() -> None:
     assert values == [1, 1, 2]
     with pytest.raises(ValueError, match="ttl_s -1"):
         TtlCache(-1)
+
+
+def test_a_long_lived_container_keeps_only_what_is_current(aws: AliasWorld, toy: Path, tmp_path: Path) -> None:
+    # Given a container that lives through many deploys: versions 1..6 promoted one after the other on `live`
+    versions = [aws.publish(str(n), str(toy)) for n in range(1, 7)]
+    aws.lambda_.create_alias(FunctionName=FUNCTION, Name="live", FunctionVersion=versions[0])
+    clock = Clock()
+    live = LiveStatus(lambda_client=aws.lambda_, ttl_s=60, clock=clock)
+    api = api_for(toy, tmp_path, live, "1")
+    sinces = []
+    for older, newer in itertools.pairwise(versions):
+        aws.route(older, newer, 0.1)
+        clock.now += 61
+        sinces.append(call(api, "GET", DETAIL, AliasContext())[1]["routing"]["since"])
+        aws.route(newer)
+        clock.now += 61
+        sinces.append(call(api, "GET", DETAIL, AliasContext())[1]["routing"]["since"])
+    # Then it remembers the published versions the alias routes to now and one routing, not every one it saw
+    assert set(live._sources) == {versions[-1]}
+    assert live._since is not None and live._since[1] == sinces[-1]
+    # and the TTL cache holds the live entries only (the expired ones went on the next write)
+    assert len(live._routing) == 1
+    # When the routing goes back to a version seen before, Then that routing is the one remembered now
+    aws.route(versions[-2])
+    clock.now += 61
+    assert call(api, "GET", DETAIL, AliasContext())[1]["routing"]["stable"]["function_version"] == versions[-2]
+    assert live._since is not None and live._since[0] == ((versions[-2], 1.0),)
+    assert set(live._sources) == {versions[-2]}
 
 
 def test_the_handler_gives_its_api_the_functions_live_status(
