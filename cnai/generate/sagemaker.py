@@ -16,7 +16,6 @@ botocore's Stubber).
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
@@ -31,6 +30,7 @@ from cnai.generate.params import (
     check_messages,
 )
 from cnai.generate.wire import GenerateRefusal, GenerateRequest, GenerateResponse, GeneratorDetail
+from cnai.model.endpoint import EndpointError, invoke_json, runtime_client
 from cnai.model.identity import ModelId
 
 PREFIX = "sagemaker:"
@@ -85,24 +85,9 @@ class SageMakerGenerator:
         return answer.generation()
 
     def _invoke(self, payload: dict[str, Any]) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         if self._client is None:
-            import boto3
-
-            self._client = boto3.client("sagemaker-runtime")
+            self._client = runtime_client()
         try:
-            response = self._client.invoke_endpoint(
-                EndpointName=self.endpoint,
-                ContentType="application/json",
-                Accept="application/json",
-                Body=json.dumps(payload).encode("utf-8"),
-            )
-            return json.loads(response["Body"].read())
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            raise SageMakerGeneratorError(
-                f"SageMaker endpoint {self.endpoint}: {error.get('Code')}: {str(error.get('Message'))[:300]}"
-            ) from None
-        except (BotoCoreError, ValueError, KeyError) as exc:  # no credentials, timeout, not JSON
-            raise SageMakerGeneratorError(f"SageMaker endpoint {self.endpoint}: {type(exc).__name__}") from None
+            return invoke_json(self._client, self.endpoint, payload)
+        except EndpointError as exc:
+            raise SageMakerGeneratorError(str(exc)) from None

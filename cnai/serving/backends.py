@@ -4,12 +4,12 @@ name what they serve with one ModelId."""
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cnai.errors import CnaiError
+from cnai.model.endpoint import EndpointError, invoke_json, runtime_client
 from cnai.model.identity import ModelId
 from cnai.model.predictor import Predictor
 from cnai.serving.schema import ModelDetail, PredictionOut, PredictResponse, prediction_out
@@ -96,22 +96,12 @@ class SageMakerBackend:
         return self.detail().identity
 
     def _invoke(self, payload: dict[str, Any]) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         if self.client is None:
-            import boto3
-
-            self.client = boto3.client("sagemaker-runtime")
+            self.client = runtime_client()
         try:
-            response = self.client.invoke_endpoint(
-                EndpointName=self.endpoint,
-                ContentType="application/json",
-                Accept="application/json",
-                Body=json.dumps(payload).encode("utf-8"),
-            )
-            return json.loads(response["Body"].read())
-        except (ClientError, BotoCoreError, ValueError, KeyError) as exc:
-            raise BackendError(f"SageMaker endpoint {self.endpoint}: {type(exc).__name__}") from exc
+            return invoke_json(self.client, self.endpoint, payload)
+        except EndpointError as exc:
+            raise BackendError(str(exc)) from exc
 
     def detail(self) -> ModelDetail:
         with self._lock:
