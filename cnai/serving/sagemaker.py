@@ -110,17 +110,7 @@ def _generator_endpoint(model_dir: Path, name: str | None, package_version: str 
     generator = load_generator(f"onnx:{model_dir}")  # verifies every file against the card before loading
     card = read_generator_card(model_dir, verify=False)  # verified just now
     identity = ModelId(name or card.name, card.version, package_version)
-    detail = GeneratorDetail(
-        name=identity.name,
-        version=identity.version,
-        package_version=identity.package_version,
-        task=card.task,
-        precision=card.precision,
-        context_length=card.context_length,
-        created_at=card.created_at,
-        metrics=card.metrics,
-        lineage=card.lineage.model_dump(),
-    )
+    detail = GeneratorDetail.of(identity, card)  # the one card summary (GET /v1/models/{generator} gives the same)
     return GeneratorEndpoint(GenerateService(ServedGenerator(generator, identity), ENDPOINT_LIMITS), detail)
 
 
