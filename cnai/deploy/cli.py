@@ -256,7 +256,8 @@ def register_generator(
         from cnai.registry.packages import Registry
 
         return register(Registry.from_env(prefix), boto3.client("s3"), path, bucket=bucket, image=image,
-                        key_prefix=key_prefix, model=model, approve=approve, again=again)  # fmt: skip
+                        key_prefix=key_prefix, model=model, approve=approve, again=again,
+                        reason=reason)  # fmt: skip
 
     _run("register", model or peek_name(path), reason, audit, act, command="cnai generate")
 

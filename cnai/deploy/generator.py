@@ -108,6 +108,7 @@ def register_generator(
     model: str | None = None,
     approve: bool = False,
     again: bool = False,
+    reason: str = "",
 ) -> dict[str, Any]:
     """Upload and register the generator at `path`; answers what the audit record and the command print:
     model, package_version, approval, package, task, model_data, report, artifact_version,
@@ -146,7 +147,8 @@ def register_generator(
         lineage=registry_lineage(card, object_version or ""),
         approved=approve,
         description=f"{name} generator {card.version} ({card.precision}, "
-        f"perplexity ratio {metrics.get('perplexity_ratio', float('nan')):.3f} to fp32)",
+        f"perplexity ratio {metrics.get('perplexity_ratio', float('nan')):.3f} to fp32)"
+        + (f": {reason}" if reason else ""),
         task=TASK,
     )
     return _answer(name, version, card, already=False)

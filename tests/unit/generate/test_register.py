@@ -66,6 +66,7 @@ def test_a_folder_is_uploaded_and_registered_as_text_generation(world: World, tm
     (version,) = world.registry.versions("tiny-gen")
     assert (version.group, version.version, version.approval) == ("cnai-dev-tiny-gen", 1, "PendingManualApproval")
     assert version.task == "TEXT_GENERATION" and version.image == IMAGE
+    assert version.description.endswith(": first generator")  # the reason is kept in the registry too
     # And the card's figures are its metrics: perplexity of the shipped precision, its ratio to fp32, parity
     assert version.metrics == {"perplexity": 10.5, "perplexity_fp32": 10.0, "perplexity_ratio": 1.05,
                                "greedy_identical": 1.0, "parity_prompts": 5.0}  # fmt: skip
