@@ -114,6 +114,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--labels", type=int, default=None, help="intents in the slice (default: all 77)")
     parser.add_argument("--model", default="banking77", help="model name (one of the deployment's models)")
     parser.add_argument("--profile", default="quick", help="models/train.py recipe profile")
+    parser.add_argument(
+        "--hyperparameter",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a recipe override for models/train.py, as the console's input takes it (repeatable)",
+    )
     parser.add_argument("--min-accuracy", type=float, default=0.5, help="the quality gate's accuracy bar")
     parser.add_argument(
         "--canary-s",
@@ -125,7 +132,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--drift-texts", type=int, default=240, help="off-domain texts sent for the drift phase")
     parser.add_argument("--serve", action="store_true", help="keep serving after the run until Ctrl-C")
     parser.add_argument("--report", type=Path, default=None, help="write the run's figures as JSON here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for item in args.hyperparameter:
+        if "=" not in item or not item.split("=", 1)[0]:
+            parser.error(f"--hyperparameter {item!r}: expected KEY=VALUE")
+    return args
 
 
 def free_port() -> int:
@@ -297,7 +308,10 @@ def main(argv: list[str] | None = None) -> int:
                 "profile": args.profile,
                 # The quick recipe trains 2 + 3 epochs: its int8 student agrees with fp32 on ~98.5-99% of a small
                 # test split, so the local run's parity bar is 0.98 (the default recipe keeps 0.99).
-                "hyperparameters": {"min_int8_agreement": "0.98"},
+                "hyperparameters": {
+                    "min_int8_agreement": "0.98",
+                    **dict(item.split("=", 1) for item in args.hyperparameter),
+                },
                 "auto_approve": True,
                 "thresholds": {"accuracy": args.min_accuracy, "macro_f1": args.min_accuracy / 2, "tolerance": 1.0},
             }

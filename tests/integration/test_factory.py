@@ -109,7 +109,8 @@ def _sagemaker_env(data: dict[str, Path], out: Path) -> dict[str, str]:
         "SM_MODEL_DIR": str(out / "model"),
         "SM_OUTPUT_DATA_DIR": str(out / "data"),
         "SM_CHECKPOINT_DIR": str(out / "ckpt"),
-        "SM_HPS": json.dumps({"profile": "tiny"}),
+        # the student's metrics are compared with tiny_run's: the teacher's reference evaluation is left out
+        "SM_HPS": json.dumps({"profile": "tiny", "eval_teacher": "false"}),
     }
 
 
@@ -150,11 +151,12 @@ def test_sigterm_checkpoint_and_resume_match_an_uninterrupted_run(
 def test_torchrun_two_processes_on_gloo(banking_slice: dict[str, Path], tmp_path: Path) -> None:
     # The int8 gate is the tiny_run fixture's (0.95), not the production 0.99: this tests two ranks training one
     # model, and a 1-layer student of a few steps sits at the 0.99 edge (0.9889 = one text of 90 on an AMD EPYC
-    # host, 0.99+ on the Intel one before); the gate's own threshold is not what this test checks.
+    # host, 0.99+ on the Intel one before); the gate's own threshold is not what this test checks. One teacher epoch
+    # and no mid-phase checkpoints (177 MB each): what is tested is two ranks sharing the work, not the recipe.
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         str(ROOT / "models" / "train.py"), *train_args(banking_slice, tmp_path), "--eval_teacher", "false",
-        "--min_int8_agreement", "0.95",
+        "--min_int8_agreement", "0.95", "--teacher_epochs", "1", "--checkpoint_every", "1000",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
