@@ -115,8 +115,39 @@ class AuditSink(BaseModel):
     audit_store_text: bool = Field(False, alias="CNAI_AUDIT_STORE_TEXT")
 
 
+def variable(model: type[BaseModel], field: str) -> str:
+    """The environment variable of one field of a settings model or piece: for a command line that takes the
+    same setting as a function does (an option's envvar, a message naming it) without writing the name again."""
+    alias = model.model_fields[field].alias
+    if not alias:
+        raise ValueError(f"{model.__name__}.{field} has no environment variable")
+    return alias
+
+
+BUCKET_NAME = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
+
+
 class Lake(BaseModel):
     """The data lake bucket and its curated prefix (the ingest consumer writes it; dataset snapshots read it)."""
 
-    lake_bucket: str = Field(alias="CNAI_LAKE_BUCKET", pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+    lake_bucket: str = Field(alias="CNAI_LAKE_BUCKET", pattern=BUCKET_NAME)
     curated_prefix: str = Field("curated", alias="CNAI_CURATED_PREFIX", pattern=r"^[A-Za-z0-9_\-/]+$")
+
+
+class ArtifactStore(BaseModel):
+    """The bucket of training artifacts and evaluation reports (QualityGate; `cnai generate register` uploads a
+    generator's tar there)."""
+
+    artifact_bucket: str = Field(alias="CNAI_ARTIFACT_BUCKET", pattern=BUCKET_NAME)
+
+
+class ServingImage(BaseModel):
+    """The SageMaker serving container a registered package names (Register; `cnai generate register`)."""
+
+    serving_image: str = Field(alias="CNAI_SERVING_IMAGE", min_length=1, max_length=255)
+
+
+class PredictFunction(BaseModel):
+    """The predict function a release moves (the deploy function; `cnai models promote|rollback`)."""
+
+    function_name: str = Field(alias="CNAI_PREDICT_FUNCTION", min_length=1, description="name or ARN")

@@ -34,6 +34,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from cnai.errors import CnaiError
 from cnai.identity import groups_of
+from cnai.settings import AuditSink, variable
+
+_SINK_VARIABLE = variable(AuditSink, "audit_sink")  # named in the sink errors
 
 SCHEMA_VERSION = 1
 GENESIS = "0" * 64
@@ -302,20 +305,20 @@ class S3Sink:
 
 
 def sink_from_uri(uri: str, s3_client: Any = None) -> Sink:
-    """`stdout`, `file:PATH` or `s3://bucket/prefix` (the CNAI_AUDIT_SINK contract)."""
+    """`stdout`, `file:PATH` or `s3://bucket/prefix` (the audit sink setting's contract, cnai.settings.AuditSink)."""
     if uri == "stdout":
         return StdoutSink()
     if uri.startswith("file:"):
         path = uri.removeprefix("file:")
         if not path:
-            raise CnaiError("CNAI_AUDIT_SINK: file: needs a path (file:/var/log/cnai/audit.jsonl)")
+            raise CnaiError(f"{_SINK_VARIABLE}: file: needs a path (file:/var/log/cnai/audit.jsonl)")
         return FileSink(path)
     if uri.startswith("s3://"):
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         if not bucket:
-            raise CnaiError("CNAI_AUDIT_SINK: s3:// needs a bucket (s3://bucket/prefix)")
+            raise CnaiError(f"{_SINK_VARIABLE}: s3:// needs a bucket (s3://bucket/prefix)")
         return S3Sink(bucket, prefix, client=s3_client)
-    raise CnaiError(f"CNAI_AUDIT_SINK: {uri!r} is not one of stdout, file:PATH, s3://bucket/prefix")
+    raise CnaiError(f"{_SINK_VARIABLE}: {uri!r} is not one of stdout, file:PATH, s3://bucket/prefix")
 
 
 class Auditor:

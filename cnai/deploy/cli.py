@@ -28,14 +28,20 @@ from cnai.deploy import canary, endpoint
 from cnai.errors import CnaiError
 from cnai.generate.cli import generate_app
 from cnai.registry.cli import PrefixOption, models_app
+from cnai.settings import ArtifactStore, AuditSink, PredictFunction, ServingImage, variable
+
+ARTIFACT_BUCKET = variable(ArtifactStore, "artifact_bucket")
+SERVING_IMAGE = variable(ServingImage, "serving_image")
+AUDIT_SINK = variable(AuditSink, "audit_sink")
+PREDICT_FUNCTION = variable(PredictFunction, "function_name")
 
 console = Console()
 DEFAULT_SINK = "file:~/.cnai/audit/models.jsonl"
 AuditOption = Annotated[
-    str | None, typer.Option("--audit", help=f"audit sink (default: $CNAI_AUDIT_SINK or {DEFAULT_SINK})")
+    str | None, typer.Option("--audit", help=f"audit sink (default: ${AUDIT_SINK} or {DEFAULT_SINK})")
 ]
 FunctionOption = Annotated[
-    str | None, typer.Option("--function", help="predict function name or ARN (default: $CNAI_PREDICT_FUNCTION)")
+    str | None, typer.Option("--function", help=f"predict function name or ARN (default: ${PREDICT_FUNCTION})")
 ]
 AliasOption = Annotated[str, typer.Option("--alias", help="the alias that serves")]
 EndpointOption = Annotated[
@@ -91,7 +97,7 @@ def audited(
         latency_ms=round((time.perf_counter() - started) * 1000, 3),
         action=Action(verb=verb, target=name, reason=reason, detail=detail),
     )
-    Auditor(sink_from_uri(audit or os.environ.get("CNAI_AUDIT_SINK") or DEFAULT_SINK)).write(record)
+    Auditor(sink_from_uri(audit or os.environ.get(AUDIT_SINK) or DEFAULT_SINK)).write(record)
     if error is not None:
         raise error
     return result
@@ -103,9 +109,9 @@ def _fail(exc: Exception) -> None:
 
 
 def _target(name: str, function: str | None, alias: str) -> canary.Target:
-    function = function or os.environ.get("CNAI_PREDICT_FUNCTION")
+    function = function or os.environ.get(PREDICT_FUNCTION)
     if not function:
-        raise CnaiError("--function: the predict function's name or ARN is required (or set CNAI_PREDICT_FUNCTION)")
+        raise CnaiError(f"--function: the predict function's name or ARN is required (or set {PREDICT_FUNCTION})")
     return canary.Target(function=function, model=name, alias=alias)
 
 
@@ -217,14 +223,14 @@ def register_generator(
     ],
     bucket: Annotated[
         str | None,
-        typer.Option("--bucket", help="S3 bucket for the tar and its report (default: $CNAI_ARTIFACT_BUCKET)"),
+        typer.Option("--bucket", envvar=ARTIFACT_BUCKET, help="S3 bucket for the tar and its report"),
     ] = None,
     key_prefix: Annotated[
         str, typer.Option("--key-prefix", help="key prefix: <prefix>/<model>/<card version>/model.tar.gz")
     ] = "generators",
     image: Annotated[
         str | None,
-        typer.Option("--image", help="serving image (default: $CNAI_SERVING_IMAGE, the Register function's)"),
+        typer.Option("--image", envvar=SERVING_IMAGE, help="serving image (the Register function's setting)"),
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="registry model name (default: the card's name)")] = None,
     approve: Annotated[
@@ -242,10 +248,8 @@ def register_generator(
     from cnai.deploy.generator import peek_name
     from cnai.deploy.generator import register_generator as register
 
-    bucket = bucket or os.environ.get("CNAI_ARTIFACT_BUCKET")
-    image = image or os.environ.get("CNAI_SERVING_IMAGE")
     if not bucket or not image:
-        missing = [n for n, v in (("--bucket (or CNAI_ARTIFACT_BUCKET)", bucket), ("--image (or CNAI_SERVING_IMAGE;"
+        missing = [n for n, v in ((f"--bucket (or {ARTIFACT_BUCKET})", bucket), (f"--image (or {SERVING_IMAGE};"
                    " `make register-generator` looks the image up as the stacks do)", image)) if not v]  # fmt: skip
         _fail(CnaiError(f"{' and '.join(missing)}: required"))
     assert bucket is not None and image is not None

@@ -32,6 +32,7 @@ from cnai.generate.artifact import (
 from cnai.generate.registration import evaluation_report, registry_lineage, registry_metrics
 from cnai.model.artifact import sha256_file
 from cnai.registry.packages import ModelVersion, Registry, RegistryError, Task
+from cnai.settings import ServingImage, variable
 
 TASK: Task = "TEXT_GENERATION"
 DEFAULT_KEY_PREFIX = "generators"
@@ -114,7 +115,8 @@ def register_generator(
     model, package_version, approval, package, task, model_data, report, artifact_version,
     artifact_object_version (None on an unversioned bucket) and already_registered."""
     if not image:
-        raise RegistryError("image: the serving image is required (--image or CNAI_SERVING_IMAGE)")
+        setting = variable(ServingImage, "serving_image")
+        raise RegistryError(f"image: the serving image is required (--image or {setting})")
     with tempfile.TemporaryDirectory(prefix="cnai-register-") as tmp:
         card, tar = read_source(Path(path), Path(tmp))
         name = model or card.name

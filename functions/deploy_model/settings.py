@@ -16,13 +16,13 @@ from pydantic import Field, field_validator, model_validator
 from cnai.deploy.canary import Policy, Target
 from cnai.deploy.endpoint import EndpointModel, EndpointTarget
 from cnai.registry.packages import GROUP_PREFIX
-from cnai.settings import EnvSettings
+from cnai.settings import EnvSettings, PredictFunction
 
 
-class DeployFunctionSettings(EnvSettings):
+class DeployFunctionSettings(PredictFunction, EnvSettings):
     WHAT = "deploy_model function environment"
 
-    function_name: str = Field(alias="CNAI_PREDICT_FUNCTION", min_length=1, description="name or ARN")
+    # function_name (PredictFunction): the predict function whose alias a release moves
     alias: str = Field("live", alias="CNAI_PREDICT_ALIAS", pattern=r"^[a-zA-Z][a-zA-Z0-9_-]{0,127}$")
     model_name: str = Field(alias="CNAI_MODEL_NAME", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     group_prefix: str = Field(alias="CNAI_MODEL_PACKAGE_GROUP_PREFIX", pattern=GROUP_PREFIX)

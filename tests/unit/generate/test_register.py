@@ -50,8 +50,9 @@ def world(fake_aws_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def register(world: World, path: Path, *extra: str, bucket: str = BUCKET, image: str = IMAGE) -> tuple[int, str]:
-    args = ["generate", "register", str(path), "--bucket", bucket, "--image", image, "--prefix", PREFIX,
-            "--audit", f"file:{world.audit}", *extra]  # fmt: skip
+    # an empty bucket or image leaves its option out: the command falls back to the setting's variable
+    given = [*(["--bucket", bucket] if bucket else []), *(["--image", image] if image else [])]
+    args = ["generate", "register", str(path), *given, "--prefix", PREFIX, "--audit", f"file:{world.audit}", *extra]
     result = runner.invoke(app, args)
     return result.exit_code, result.output
 
