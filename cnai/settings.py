@@ -151,3 +151,22 @@ class PredictFunction(BaseModel):
     """The predict function a release moves (the deploy function; `cnai models promote|rollback`)."""
 
     function_name: str = Field(alias="CNAI_PREDICT_FUNCTION", min_length=1, description="name or ARN")
+
+
+class ServingLimits(BaseModel):
+    """How a predict API answers: texts per call, characters per text, cached predictions, onnxruntime threads
+    (the predict function's settings; `cnai serve` takes the same variables)."""
+
+    max_inputs: int = Field(64, alias="CNAI_MAX_INPUTS", ge=1, le=1024)
+    max_input_chars: int = Field(2000, alias="CNAI_MAX_INPUT_CHARS", ge=1, le=100_000)
+    cache_size: int = Field(1024, alias="CNAI_CACHE_SIZE", ge=0, le=1_000_000)
+    threads: int | None = Field(None, alias="CNAI_THREADS", ge=1, le=64)
+
+
+class TrainingWorkflow(BaseModel):
+    """The training state machine (the drift monitor starts it; `cnai train` commands default to it)."""
+
+    state_machine_arn: str = Field(
+        alias="CNAI_STATE_MACHINE_ARN",
+        pattern=r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$",
+    )

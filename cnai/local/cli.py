@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 
 from cnai.errors import CnaiError
+from cnai.registry.packages import GROUP_PREFIX_VARIABLE
+from cnai.settings import ModelSource, ServingLimits, variable
 
 console = Console()
 
@@ -39,7 +41,7 @@ def serve(
         float, typer.Option(min=0.1, help="with --follow: seconds between two looks at the alias")
     ] = 5.0,
     prefix: Annotated[
-        str | None, typer.Option(help="with --model: registry group prefix (default: $CNAI_MODEL_PACKAGE_GROUP_PREFIX)")
+        str | None, typer.Option(help=f"with --model: registry group prefix (default: ${GROUP_PREFIX_VARIABLE})")
     ] = None,
     name: Annotated[str | None, typer.Option(help="the name routes use (default: the model card's name)")] = None,
     host: Annotated[str, typer.Option(help="address to bind; anything but loopback exposes an API without auth")] = (
@@ -53,15 +55,22 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64, help="processes sharing the port (one per core)")] = 1,
     package_version: Annotated[
         str | None,
-        typer.Option(envvar="CNAI_MODEL_PACKAGE_VERSION", help="the model registry's package version it serves"),
+        typer.Option(
+            envvar=variable(ModelSource, "model_package_version"), help="the registry's package version it serves"
+        ),
     ] = None,
     cache_size: Annotated[
-        int, typer.Option(envvar="CNAI_CACHE_SIZE", min=0, help="predictions cached (0: off)")
+        int, typer.Option(envvar=variable(ServingLimits, "cache_size"), min=0, help="predictions cached (0: off)")
     ] = 1024,
-    threads: Annotated[int, typer.Option(envvar="CNAI_THREADS", min=1, max=64, help="onnxruntime threads")] = 1,
-    max_inputs: Annotated[int, typer.Option(envvar="CNAI_MAX_INPUTS", min=1, max=1024, help="texts per call")] = 64,
+    threads: Annotated[
+        int, typer.Option(envvar=variable(ServingLimits, "threads"), min=1, max=64, help="onnxruntime threads")
+    ] = 1,
+    max_inputs: Annotated[
+        int, typer.Option(envvar=variable(ServingLimits, "max_inputs"), min=1, max=1024, help="texts per call")
+    ] = 64,
     max_input_chars: Annotated[
-        int, typer.Option(envvar="CNAI_MAX_INPUT_CHARS", min=1, max=100_000, help="characters per text")
+        int,
+        typer.Option(envvar=variable(ServingLimits, "max_input_chars"), min=1, max=100_000, help="characters per text"),
     ] = 2000,
     max_body: Annotated[
         int, typer.Option(min=1, help="request body limit in bytes (413 before reading more; Lambda's is 6 MB)")

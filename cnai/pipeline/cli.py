@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnai.errors import CnaiError
+from cnai.settings import TrainingWorkflow, variable
 
 console = Console()
 train_app = typer.Typer(no_args_is_help=True, help="Run the training workflow (Step Functions) and follow it.")
@@ -35,7 +36,7 @@ def _sfn() -> Any:
 def _machine(sfn: Any, arn: str | None) -> str:
     from cnai.pipeline.progress import find_state_machine
 
-    return arn or os.environ.get("CNAI_STATE_MACHINE_ARN") or find_state_machine(sfn, "train")
+    return arn or os.environ.get(variable(TrainingWorkflow, "state_machine_arn")) or find_state_machine(sfn, "train")
 
 
 def build_input(

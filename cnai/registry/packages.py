@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import BaseModel, Field
+
 from cnai.errors import CnaiError
+from cnai.settings import variable
 
 Approval = Literal["Approved", "Rejected", "PendingManualApproval"]
 # SageMaker's CreateModelPackage `Task` (a free string in the API model; the documented values include these):
@@ -43,8 +46,17 @@ class RegistryError(CnaiError):
     """A model package or group is missing, or the registry refused a call; names which."""
 
 
-# A package group prefix: the functions' settings validate $CNAI_MODEL_PACKAGE_GROUP_PREFIX against it.
-GROUP_PREFIX = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$"
+GROUP_PREFIX = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,40}$"  # a package group prefix
+
+
+class PackageGroupPrefix(BaseModel):
+    """The deployment's package group prefix, a setting of every function that reads or writes the registry
+    (their settings inherit it) and the commands' default (Registry.from_env)."""
+
+    group_prefix: str = Field(alias="CNAI_MODEL_PACKAGE_GROUP_PREFIX", pattern=GROUP_PREFIX)
+
+
+GROUP_PREFIX_VARIABLE = variable(PackageGroupPrefix, "group_prefix")
 
 
 def group_name(prefix: str, model: str) -> str:
@@ -107,13 +119,13 @@ class Registry:
 
     @classmethod
     def from_env(cls, prefix: str | None = None) -> Registry:
-        """The deployment's registry for command-line use: `prefix`, else $CNAI_MODEL_PACKAGE_GROUP_PREFIX,
-        else `cnai`; boto3's usual configuration (AWS_ENDPOINT_URL: the local platform)."""
+        """The deployment's registry for command-line use: `prefix`, else the group prefix setting's variable
+        (PackageGroupPrefix), else `cnai`; boto3's usual configuration (AWS_ENDPOINT_URL: the local platform)."""
         import os
 
         import boto3
 
-        return cls(boto3.client("sagemaker"), prefix or os.environ.get("CNAI_MODEL_PACKAGE_GROUP_PREFIX", "cnai"))
+        return cls(boto3.client("sagemaker"), prefix or os.environ.get(GROUP_PREFIX_VARIABLE, "cnai"))
 
     def group(self, model: str) -> str:
         return group_name(self.prefix, model)

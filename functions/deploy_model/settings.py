@@ -15,17 +15,16 @@ from pydantic import Field, field_validator, model_validator
 
 from cnai.deploy.canary import Policy, Target
 from cnai.deploy.endpoint import EndpointModel, EndpointTarget
-from cnai.registry.packages import GROUP_PREFIX
-from cnai.settings import EnvSettings, PredictFunction
+from cnai.registry.packages import PackageGroupPrefix
+from cnai.settings import EnvSettings, ModelSource, PredictFunction, variable
 
 
-class DeployFunctionSettings(PredictFunction, EnvSettings):
+class DeployFunctionSettings(PackageGroupPrefix, PredictFunction, EnvSettings):
     WHAT = "deploy_model function environment"
 
     # function_name (PredictFunction): the predict function whose alias a release moves
     alias: str = Field("live", alias="CNAI_PREDICT_ALIAS", pattern=r"^[a-zA-Z][a-zA-Z0-9_-]{0,127}$")
-    model_name: str = Field(alias="CNAI_MODEL_NAME", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    group_prefix: str = Field(alias="CNAI_MODEL_PACKAGE_GROUP_PREFIX", pattern=GROUP_PREFIX)
+    model_name: str = Field(alias=variable(ModelSource, "model_name"), pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     canary_percent: int = Field(10, alias="CNAI_CANARY_PERCENT", ge=1, le=99)
     canary_s: int = Field(600, alias="CNAI_CANARY_SECONDS", ge=0, le=24 * 3600)
     check_interval_s: int = Field(60, alias="CNAI_CANARY_CHECK_SECONDS", ge=1, le=3600)

@@ -13,13 +13,11 @@ from pydantic import Field, field_validator
 
 from cnai.monitoring.drift import Thresholds
 from cnai.monitoring.monitor import MonitorConfig
-from cnai.registry.packages import GROUP_PREFIX
-from cnai.settings import EnvSettings
-
-ARN = r"^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$"
+from cnai.registry.packages import PackageGroupPrefix
+from cnai.settings import EnvSettings, TrainingWorkflow
 
 
-class DriftMonitorSettings(EnvSettings):
+class DriftMonitorSettings(PackageGroupPrefix, TrainingWorkflow, EnvSettings):
     WHAT = "drift_monitor function environment"
 
     # Where the predict audit trail lands: s3://bucket/prefix with {yyyy} {MM} {dd} for the day partitions.
@@ -27,8 +25,6 @@ class DriftMonitorSettings(EnvSettings):
     reports_bucket: str = Field(alias="CNAI_DRIFT_REPORTS_BUCKET", pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
     reports_prefix: str = Field("drift", alias="CNAI_DRIFT_REPORTS_PREFIX", pattern=r"^[A-Za-z0-9_\-/]+$")
     cooldown_table: str = Field(alias="CNAI_DRIFT_COOLDOWN_TABLE", pattern=r"^[A-Za-z0-9_.\-]{3,255}$")
-    state_machine_arn: str = Field(alias="CNAI_STATE_MACHINE_ARN", pattern=ARN)
-    group_prefix: str = Field(alias="CNAI_MODEL_PACKAGE_GROUP_PREFIX", pattern=GROUP_PREFIX)
     window_hours: int = Field(24, alias="CNAI_DRIFT_WINDOW_HOURS", ge=1, le=24 * 31)
     min_predictions: int = Field(200, alias="CNAI_DRIFT_MIN_PREDICTIONS", ge=1)
     thresholds: Thresholds = Field(default_factory=Thresholds, alias="CNAI_DRIFT_THRESHOLDS")

@@ -12,21 +12,17 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from cnai.settings import AuditSink, EnvSettings, ModelSource
+from cnai.settings import AuditSink, EnvSettings, ModelSource, ServingLimits
 from cnai.settings import SettingsError as SettingsError  # re-exported: callers catch it from here
 
 
-class PredictSettings(ModelSource, AuditSink, EnvSettings):
+class PredictSettings(ModelSource, AuditSink, ServingLimits, EnvSettings):
     WHAT = "predict function settings"
 
     sagemaker_endpoints: dict[str, str] = Field(default_factory=dict, alias="CNAI_SAGEMAKER_ENDPOINTS")
-    max_inputs: int = Field(64, alias="CNAI_MAX_INPUTS", ge=1, le=1024)
-    max_input_chars: int = Field(2000, alias="CNAI_MAX_INPUT_CHARS", ge=1, le=100_000)
     # explain=true costs one forward pass per word: texts explained per request, words per explained text
     max_explain_inputs: int = Field(4, alias="CNAI_MAX_EXPLAIN_INPUTS", ge=0, le=64)
     max_explain_words: int = Field(64, alias="CNAI_MAX_EXPLAIN_WORDS", ge=1, le=256)
-    cache_size: int = Field(1024, alias="CNAI_CACHE_SIZE", ge=0, le=1_000_000)
-    threads: int | None = Field(None, alias="CNAI_THREADS", ge=1, le=64)
     # POST /v1/models/{model}/generate (and predict's draft_reply) with this generator (cnai.generate.load_generator's
     # URI); in AWS `sagemaker:<endpoint>`: the generator package runs on SageMaker Serverless, not in this function
     generator_uri: str = Field("", alias="CNAI_GENERATOR_URI", max_length=1024)
