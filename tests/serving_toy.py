@@ -86,9 +86,27 @@ def build_toy_artifact(root: Path, abstain_threshold: float | None = None, name:
     return root
 
 
+class ImportedHandler:
+    """functions.predict.handler with an API of its own. The module is one per interpreter; a test module's
+    fixture keeps its API here and puts it on the module for each call, so another test module's fixture that
+    built a different API in the same worker (interleaved under pytest-xdist's default distribution) cannot
+    answer this one's calls. Everything else reads through to the module."""
+
+    def __init__(self, module: Any, api: Any) -> None:
+        self.module = module
+        self.API = api
+
+    def handler(self, event: Any, context: Any) -> Any:
+        self.module.API = self.API
+        return self.module.handler(event, context)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.module, name)
+
+
 def import_handler(env: dict[str, str]) -> Any:
     """Import functions.predict.handler (it configures itself from the environment at import, like a cold
-    start) with `env` set only for the import, then re-point its API (models, auditor) at exactly `env`."""
+    start) with `env` set only for the import, then give the caller an API (models, auditor) of exactly `env`."""
     import importlib
     import os
 
@@ -105,5 +123,4 @@ def import_handler(env: dict[str, str]) -> Any:
     from cnai.serving.api import ServingOptions, build_api
     from functions.predict.settings import load_settings
 
-    module.API = build_api(ServingOptions.of(load_settings(env)))
-    return module
+    return ImportedHandler(module, build_api(ServingOptions.of(load_settings(env))))
