@@ -120,12 +120,20 @@ class Registry:
     @classmethod
     def from_env(cls, prefix: str | None = None) -> Registry:
         """The deployment's registry for command-line use: `prefix`, else the group prefix setting's variable
-        (PackageGroupPrefix), else `cnai`; boto3's usual configuration (AWS_ENDPOINT_URL: the local platform)."""
+        (PackageGroupPrefix), else `cnai`; boto3's usual configuration (AWS_ENDPOINT_URL: the local platform).
+        A prefix no group name may start with is refused here, naming where it came from, before any call."""
         import os
 
         import boto3
 
-        return cls(boto3.client("sagemaker"), prefix or os.environ.get(GROUP_PREFIX_VARIABLE, "cnai"))
+        where = "--prefix" if prefix else GROUP_PREFIX_VARIABLE
+        value = prefix or os.environ.get(GROUP_PREFIX_VARIABLE) or "cnai"
+        if not re.fullmatch(GROUP_PREFIX, value):
+            raise RegistryError(
+                f"{where}: {value[:80]!r} is not a package group prefix (letters and digits, hyphens inside, "
+                "never first or last)"
+            )
+        return cls(boto3.client("sagemaker"), value)
 
     def group(self, model: str) -> str:
         return group_name(self.prefix, model)

@@ -14,7 +14,7 @@ from pydantic import Field, field_validator
 from cnai.monitoring.drift import Thresholds
 from cnai.monitoring.monitor import MonitorConfig
 from cnai.registry.packages import PackageGroupPrefix
-from cnai.settings import EnvSettings, TrainingWorkflow
+from cnai.settings import BUCKET_NAME, EnvSettings, TrainingWorkflow
 
 
 class DriftMonitorSettings(PackageGroupPrefix, TrainingWorkflow, EnvSettings):
@@ -22,7 +22,7 @@ class DriftMonitorSettings(PackageGroupPrefix, TrainingWorkflow, EnvSettings):
 
     # Where the predict audit trail lands: s3://bucket/prefix with {yyyy} {MM} {dd} for the day partitions.
     audit_source: str = Field(alias="CNAI_DRIFT_AUDIT_SOURCE", pattern=r"^(file:.+|s3://[a-z0-9][a-z0-9.\-]+.*)$")
-    reports_bucket: str = Field(alias="CNAI_DRIFT_REPORTS_BUCKET", pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+    reports_bucket: str = Field(alias="CNAI_DRIFT_REPORTS_BUCKET", pattern=BUCKET_NAME)
     reports_prefix: str = Field("drift", alias="CNAI_DRIFT_REPORTS_PREFIX", pattern=r"^[A-Za-z0-9_\-/]+$")
     cooldown_table: str = Field(alias="CNAI_DRIFT_COOLDOWN_TABLE", pattern=r"^[A-Za-z0-9_.\-]{3,255}$")
     window_hours: int = Field(24, alias="CNAI_DRIFT_WINDOW_HOURS", ge=1, le=24 * 31)

@@ -143,3 +143,31 @@ def test_a_description_without_a_task_reads_as_empty() -> None:
     version = ModelVersion.from_description({"ModelPackageArn": "arn:aws:sagemaker:us-east-1:1:model-package/g/1"})
     # Then the version has no task rather than a guessed one
     assert version.task == ""
+
+
+@pytest.mark.parametrize(
+    ("prefix", "env", "named"),
+    [
+        ("bad prefix", None, "--prefix"),
+        (None, "-cnai", "CNAI_MODEL_PACKAGE_GROUP_PREFIX"),
+        ("a" * 90, None, "--prefix"),
+    ],
+)
+def test_a_prefix_no_group_may_have_is_refused_naming_where_it_came_from(
+    fake_aws_env: None, monkeypatch: pytest.MonkeyPatch, prefix: str | None, env: str | None, named: str
+) -> None:
+    # Given a prefix from the option or from the setting's variable that no package group name may start with
+    if env is not None:
+        monkeypatch.setenv("CNAI_MODEL_PACKAGE_GROUP_PREFIX", env)
+    # When the commands' registry is built / Then it is refused before any call, naming the option or variable
+    with pytest.raises(RegistryError, match=f"^{named}: .* is not a package group prefix"):
+        Registry.from_env(prefix)
+
+
+def test_the_prefix_comes_from_the_option_then_the_variable_then_the_default(
+    fake_aws_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CNAI_MODEL_PACKAGE_GROUP_PREFIX", raising=False)
+    assert Registry.from_env().prefix == "cnai"
+    monkeypatch.setenv("CNAI_MODEL_PACKAGE_GROUP_PREFIX", "cnai-prod")
+    assert Registry.from_env().prefix == "cnai-prod" and Registry.from_env("cnai-dev").prefix == "cnai-dev"
