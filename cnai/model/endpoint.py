@@ -10,6 +10,9 @@ from typing import Any
 from cnai.errors import CnaiError
 
 JSON = "application/json"
+# SageMaker's own bound on an InvokeEndpoint answer (6 MB real-time, 4 MB serverless): a longer body is not an
+# answer any of our containers writes, so it is refused before it is read into memory, not parsed.
+MAX_ANSWER_BYTES = 6 * 1024 * 1024
 
 
 class EndpointError(CnaiError):
@@ -32,11 +35,17 @@ def invoke_json(client: Any, endpoint: str, payload: dict[str, Any]) -> Any:
         response = client.invoke_endpoint(
             EndpointName=endpoint, ContentType=JSON, Accept=JSON, Body=json.dumps(payload).encode("utf-8")
         )
-        return json.loads(response["Body"].read())
+        body = response["Body"].read(MAX_ANSWER_BYTES + 1)
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise EndpointError(
             f"SageMaker endpoint {endpoint}: {error.get('Code')}: {str(error.get('Message'))[:300]}"
         ) from None
-    except (BotoCoreError, ValueError, KeyError) as exc:  # no credentials, timeout, not JSON
+    except (BotoCoreError, KeyError) as exc:  # no credentials, timeout, no body
+        raise EndpointError(f"SageMaker endpoint {endpoint}: {type(exc).__name__}") from None
+    if len(body) > MAX_ANSWER_BYTES:
+        raise EndpointError(f"SageMaker endpoint {endpoint}: answer over {MAX_ANSWER_BYTES} bytes, not read")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested past the parser's stack
         raise EndpointError(f"SageMaker endpoint {endpoint}: {type(exc).__name__}") from None
