@@ -40,6 +40,21 @@ class DeployError(CnaiError):
     """A deploy step cannot proceed; the message names the package, function or alias and why."""
 
 
+# What a step needs of the Release step's result (the state machine passes it as `release.result`).
+ALIAS_RELEASE = ("function", "model", "alias", "version", "package_arn", "package_version")
+
+
+def need(state: dict[str, Any], fields: tuple[str, ...], step: str) -> None:
+    """Refuse a state without the fields `step` reads, naming them (a state written by hand, or an execution
+    redriven from a changed definition), before any call: a bare KeyError would name one key and no step."""
+    missing = [f for f in fields if state.get(f) in (None, "")]
+    if missing:
+        raise DeployError(
+            f"step {step}: release.result has no {', '.join(missing)} (the Release step's result is expected; "
+            f"got keys: {', '.join(sorted(state)) or 'none'})"
+        )
+
+
 @dataclass(frozen=True)
 class Target:
     """The predict function, its alias, and the model (registry group) it serves."""
@@ -298,6 +313,7 @@ def check(clients: Clients, state: dict[str, Any], *, clock: Clock = time.time) 
     `superseded` (someone moved the alias meanwhile, e.g. `cnai models rollback`: the workflow leaves it be).
 
     An alarm that no longer exists counts as firing: a canary that cannot be watched is not promoted."""
+    need(state, ALIAS_RELEASE, "check")
     target = Target(function=state["function"], model=state["model"], alias=state["alias"])
     alias = get_alias(clients, target)
     expected = str(state.get("previous_version")), str(state.get("version"))
@@ -323,6 +339,7 @@ def set_alias(clients: Clients, target: Target, version: str) -> None:
 
 def promote(clients: Clients, state: dict[str, Any]) -> dict[str, Any]:
     """100% to the canary's version; its canary alarms are removed (the stack's alarms watch the alias)."""
+    need(state, ALIAS_RELEASE, "promote")
     target = Target(function=state["function"], model=state["model"], alias=state["alias"])
     set_alias(clients, target, str(state["version"]))
     delete_alarms(clients, list(state.get("alarms") or []))
@@ -331,6 +348,7 @@ def promote(clients: Clients, state: dict[str, Any]) -> dict[str, Any]:
 
 def rollback(clients: Clients, state: dict[str, Any], reason: str) -> dict[str, Any]:
     """100% back to the previous version, the package marked Rejected with `reason`, canary alarms removed."""
+    need(state, ALIAS_RELEASE, "rollback")
     target = Target(function=state["function"], model=state["model"], alias=state["alias"])
     previous = state.get("previous_version")
     if previous:

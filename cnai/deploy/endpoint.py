@@ -37,7 +37,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from cnai.deploy import canary
-from cnai.deploy.canary import Clients, Clock, DeployError, approved_package, object_version, pointer
+from cnai.deploy.canary import Clients, Clock, DeployError, approved_package, need, object_version, pointer
+from cnai.model.endpoint import MAX_ANSWER_BYTES
 from cnai.registry.packages import ModelVersion
 from cnai.serving.schema import PredictResponse
 
@@ -46,6 +47,8 @@ BROKEN = frozenset({"Failed", "UpdateRollbackFailed", "OutOfService", "Deleting"
 NAME_MAX = 63  # SageMaker's limit for Model and EndpointConfig names
 HEAD_MAX = 40  # the endpoint part of our names: leaves room for -p<version>-<stamp>
 CHAIN_SLACK = 5  # links walked past `keep`: what an earlier failed cleanup may have left
+# What the endpoint steps read of Release's result (release() below writes them).
+ENDPOINT_RELEASE = ("endpoint", "config", "previous_config", "package_arn", "package_version")
 REPLACES_TAG = "cnai:replaces"  # on each released Model: the configuration the release replaced
 
 
@@ -261,15 +264,18 @@ def check(clients: Clients, watch: dict[str, Any], *, clock: Clock = time.time) 
 def probe(clients: Clients, target: EndpointTarget, state: dict[str, Any]) -> dict[str, Any]:
     """One prediction from the endpoint: it must be a well-formed PredictResponse from the new identity
     (the served model's name, the released registry version). Raises EndpointUnhealthyError naming what is wrong."""
+    need(state, ("endpoint", "package_version"), "endpoint_probe")
     endpoint, expected = str(state["endpoint"]), str(state["package_version"])
     body = json.dumps({"inputs": [target.probe_text], "top_k": 1})
     runtime = clients.runtime
     try:
         answer = runtime.invoke_endpoint(EndpointName=endpoint, ContentType="application/json",
                                          Accept="application/json", Body=body)  # fmt: skip
-        raw = answer["Body"].read()
+        raw = answer["Body"].read(MAX_ANSWER_BYTES + 1)
     except runtime.exceptions.ClientError as exc:
         raise EndpointUnhealthyError(f"{endpoint}: the probe call failed ({exc})") from None
+    if len(raw) > MAX_ANSWER_BYTES:
+        raise EndpointUnhealthyError(f"{endpoint}: the probe's answer is over {MAX_ANSWER_BYTES} bytes")
     try:
         response = PredictResponse.model_validate_json(raw)
     except ValidationError as exc:
@@ -318,6 +324,7 @@ def finish(clients: Clients, target: EndpointTarget, state: dict[str, Any]) -> d
     newest as rollback targets and delete the older ones with their Models. Cleanup is best effort: a failure
     is reported, it never undoes the release. A rolled-back release's configuration is not in any chain: it is
     kept for investigation (its name is in the package's ApprovalDescription)."""
+    need(state, ("config", "previous_config", "package_version"), "endpoint_finish")
     sm, serving = clients.registry.sm, str(state["config"])
     chain = replaced_chain(clients, target, str(state["previous_config"]), target.keep + CHAIN_SLACK)
     deleted, errors = [], []
@@ -335,6 +342,7 @@ def finish(clients: Clients, target: EndpointTarget, state: dict[str, Any]) -> d
 def rollback(clients: Clients, state: dict[str, Any], reason: str, *, clock: Clock = time.time) -> dict[str, Any]:
     """The endpoint back on the previous configuration (UpdateEndpoint, unless SageMaker already went back),
     the package marked Rejected with `reason`. Answers what the restore loop watches (check)."""
+    need(state, ENDPOINT_RELEASE, "endpoint_rollback")
     sm = clients.registry.sm
     endpoint, previous = str(state["endpoint"]), str(state["previous_config"])
     described = sm.describe_endpoint(EndpointName=endpoint)
