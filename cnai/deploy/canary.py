@@ -377,14 +377,17 @@ def rollback_from_state(clients: Clients, whole: dict[str, Any]) -> dict[str, An
 
 
 def versions_serving(clients: Clients, target: Target) -> dict[int, str]:
-    """Registry package version -> the newest function version pinned to it (for `cnai models rollback --to`)."""
+    """Registry package version -> the newest function version pinned to it (for `cnai models rollback --to`).
+    Only versions pinned to `target.model`: a version of another model is never a rollback target for this one."""
     alias = ModelSource.model_fields["model_package_version"].alias or ""
+    model_alias = ModelSource.model_fields["model_name"].alias or ""
     found: dict[int, str] = {}
     for page in clients.lambda_.get_paginator("list_versions_by_function").paginate(FunctionName=target.function):
         for config in page.get("Versions", []):
-            if config.get("Version") == "$LATEST":
+            variables = (config.get("Environment") or {}).get("Variables") or {}
+            if config.get("Version") == "$LATEST" or variables.get(model_alias) != target.model:
                 continue
-            value = ((config.get("Environment") or {}).get("Variables") or {}).get(alias, "")
+            value = variables.get(alias, "")
             if value.isdigit():
                 previous = found.get(int(value))
                 if previous is None or int(config["Version"]) > int(previous):

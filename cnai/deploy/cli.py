@@ -181,7 +181,7 @@ def rollback(
         clients = canary.Clients.default(prefix)
         if endpoint_name:
             before = clients.registry.sm.describe_endpoint(EndpointName=endpoint_name)["EndpointConfigName"]
-            config = endpoint.rollback_to(clients, endpoint_name, to)
+            config = endpoint.rollback_to(clients, endpoint_name, to, model=name)
             return {"package_version": to, "endpoint_config": config, "previous_endpoint_config": before}
         target = _target(name, function, alias)
         before = canary.get_alias(clients, target)

@@ -41,6 +41,7 @@ from cnai.deploy.canary import Clients, Clock, DeployError, approved_package, ne
 from cnai.model.endpoint import MAX_ANSWER_BYTES
 from cnai.registry.packages import ModelVersion
 from cnai.serving.schema import PredictResponse
+from cnai.settings import ModelSource, variable
 
 IN_PROGRESS = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
 BROKEN = frozenset({"Failed", "UpdateRollbackFailed", "OutOfService", "Deleting"})
@@ -49,6 +50,7 @@ HEAD_MAX = 40  # the endpoint part of our names: leaves room for -p<version>-<st
 CHAIN_SLACK = 5  # links walked past `keep`: what an earlier failed cleanup may have left
 # What the endpoint steps read of Release's result (release() below writes them).
 ENDPOINT_RELEASE = ("endpoint", "config", "previous_config", "package_arn", "package_version")
+MODEL_NAME_VARIABLE = variable(ModelSource, "model_name")  # in every released Model's pointer (canary.pointer)
 REPLACES_TAG = "cnai:replaces"  # on each released Model: the configuration the release replaced
 
 
@@ -373,9 +375,11 @@ def rollback_from_state(clients: Clients, whole: dict[str, Any], *, clock: Clock
     return rollback(clients, (whole.get("release") or {}).get("result") or {}, reason, clock=clock)
 
 
-def rollback_to(clients: Clients, endpoint: str, package_version: int) -> str:
+def rollback_to(clients: Clients, endpoint: str, package_version: int, model: str | None = None) -> str:
     """A person's rollback: `endpoint` onto the newest kept configuration of `package_version` (the package keeps
-    its approval). Returns that configuration; the endpoint is Updating when this returns."""
+    its approval). With `model`, that configuration's Model must be pinned to it (the name a person typed is the
+    model the endpoint serves: the audit record names it). Returns that configuration; the endpoint is Updating
+    when this returns."""
     configs = our_configs(clients, endpoint)
     kept = [n for n in configs if package_of(n, endpoint) == package_version]
     if not kept:
@@ -385,6 +389,14 @@ def rollback_to(clients: Clients, endpoint: str, package_version: int) -> str:
             f"{', '.join(map(str, known)) or 'none'}); approve it to release it again"
         )
     sm = clients.registry.sm
+    if model is not None:
+        container = sm.describe_model(ModelName=kept[0]).get("PrimaryContainer") or {}
+        pinned = (container.get("Environment") or {}).get(MODEL_NAME_VARIABLE)
+        if pinned != model:
+            raise DeployError(
+                f"endpoint {endpoint}: configuration {kept[0]} serves model {pinned or '(none pinned)'}, not {model}; "
+                "nothing was changed"
+            )
     status = str(sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"])
     if status in IN_PROGRESS:
         raise EndpointBusyError(f"endpoint {endpoint} is {status}: roll back once that ends")

@@ -144,6 +144,11 @@ def test_rollback_to_a_package_never_released_names_the_released_ones(world: Wor
         DeployError, match=rf"no published version serves package version 9 .*{v.version} \(function version 2\)"
     ):
         canary.rollback_to(world.clients, world.target, 9)
+    # ... and a rollback naming another model finds no version of it on this function (none is moved)
+    other = canary.Target(function=world.target.function, model="other-model", alias=world.target.alias)
+    with pytest.raises(DeployError, match=r"no published version serves package version \d+ \(released: none\)"):
+        canary.rollback_to(world.clients, other, v.version)
+    assert world.alias()["FunctionVersion"] == "2"
 
 
 def test_promote_now_finishes_a_canary_or_releases_the_approved_version_without_one(world: World) -> None:

@@ -210,8 +210,12 @@ def test_finish_keeps_the_newest_replaced_configurations_and_a_person_can_roll_b
     assert endpoint.our_configs(ep.clients, ENDPOINT) == [released[2][1], released[1][1]]
     with pytest.raises(ep.sm.exceptions.ClientError):
         ep.sm.describe_model(ModelName=released[0][1])
+    # When a person rolls back naming another model  Then nothing moves and the model it serves is named
+    with pytest.raises(DeployError, match=rf"configuration {released[1][1]} serves model {MODEL}, not other-model"):
+        endpoint.rollback_to(ep.clients, ENDPOINT, released[1][0].version, model="other-model")
+    assert ep.described()["EndpointConfigName"] == released[2][1]
     # When a person rolls back to the second package  Then the endpoint moves to its kept configuration
-    config = endpoint.rollback_to(ep.clients, ENDPOINT, released[1][0].version)
+    config = endpoint.rollback_to(ep.clients, ENDPOINT, released[1][0].version, model=MODEL)
     assert config == released[1][1] and ep.shim.updates[-1] == (ENDPOINT, config)
     # ... and a package whose configuration is gone is refused, naming what is kept
     with pytest.raises(DeployError, match=r"no kept configuration serves package version 1 \(kept: 2, 3\)"):
