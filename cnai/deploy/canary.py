@@ -30,7 +30,7 @@ from typing import Any
 
 from cnai.errors import CnaiError
 from cnai.registry.packages import ModelVersion, Registry
-from cnai.settings import ModelSource, environment_for
+from cnai.settings import ModelSource, environment_for, variable
 
 Clock = Callable[[], float]
 PERIOD_S = 60
@@ -279,7 +279,7 @@ def release(
     latest = clients.lambda_.get_function_configuration(FunctionName=target.function)
     env = {**((latest.get("Environment") or {}).get("Variables") or {}), **pinned}
     for name in set(ModelSource.model_fields) - {"model_name", "model_uri"}:  # a variable left from before
-        alias_name = ModelSource.model_fields[name].alias or ""
+        alias_name = variable(ModelSource, name)
         if alias_name not in pinned:
             env.pop(alias_name, None)
     # The environment's CMK is named again: the configuration update must not fall back to Lambda's own key.
@@ -379,8 +379,7 @@ def rollback_from_state(clients: Clients, whole: dict[str, Any]) -> dict[str, An
 def versions_serving(clients: Clients, target: Target) -> dict[int, str]:
     """Registry package version -> the newest function version pinned to it (for `cnai models rollback --to`).
     Only versions pinned to `target.model`: a version of another model is never a rollback target for this one."""
-    alias = ModelSource.model_fields["model_package_version"].alias or ""
-    model_alias = ModelSource.model_fields["model_name"].alias or ""
+    alias, model_alias = variable(ModelSource, "model_package_version"), variable(ModelSource, "model_name")
     found: dict[int, str] = {}
     for page in clients.lambda_.get_paginator("list_versions_by_function").paginate(FunctionName=target.function):
         for config in page.get("Versions", []):

@@ -24,10 +24,10 @@ from typing import Any, Generic, TypeVar
 from cnai.audit.trail import now_iso
 from cnai.errors import CnaiError
 from cnai.serving.schema import AliasRouting, ModelDetail, RegistryEntry, RoutedVersion
-from cnai.settings import ModelSource, load_env
+from cnai.settings import ModelSource, load_env, variable
 
 ALIAS_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9_-]{0,127}$")  # Lambda's alias name rule (a version is all digits)
-URI_VARIABLE = ModelSource.model_fields["model_uri"].alias or "model_uri"
+URI_VARIABLE = variable(ModelSource, "model_uri")
 TTL_S = 60.0
 
 T = TypeVar("T")

@@ -46,7 +46,7 @@ from cnai.serving.backends import LocalBackend
 from cnai.serving.generation import GenerateLimits, GenerateService
 from cnai.serving.schema import PredictRequest
 from cnai.serving.service import ModelService, PayloadTooLargeError
-from cnai.settings import ModelSource
+from cnai.settings import ModelSource, variable
 
 JSON = "application/json"
 # code/inference.py: the inference toolkit imports the four hooks from here (the library, shipped whole).
@@ -96,9 +96,8 @@ def model_fn(model_dir: str) -> ModelService | GeneratorEndpoint:
     version come from the Model's environment when the deploy workflow pinned them there (CNAI_MODEL_NAME,
     CNAI_MODEL_PACKAGE_VERSION; else the card's name, no registry version): they are every answer's identity,
     which is how the workflow's health check knows the new model answers (cnai.deploy.endpoint.probe)."""
-    fields = ModelSource.model_fields
-    name = os.environ.get(fields["model_name"].alias or "") or None
-    package_version = os.environ.get(fields["model_package_version"].alias or "") or None
+    name = os.environ.get(variable(ModelSource, "model_name")) or None
+    package_version = os.environ.get(variable(ModelSource, "model_package_version")) or None
     if (Path(model_dir) / GENAI_CONFIG).is_file():
         return _generator_endpoint(Path(model_dir), name, package_version)
     predictor = Predictor.from_dir(model_dir)
