@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -74,6 +75,25 @@ class InProcessFunctions:
         self.invocations[name] = self.invocations.get(name, 0) + 1
         with environment(self._env(function)):
             return handler(event, context or LocalContext(function.name, timeout_s=function.timeout_s))
+
+    def calls(self) -> int:
+        """Invocations started so far, all functions together."""
+        return sum(self.invocations.values())
+
+    def settle(self, since: int, start_within_s: float = 10.0, quiet_s: float = 1.0) -> None:
+        """Wait until calls started after `since` (an execution stopped while its worker thread was about to invoke
+        or was invoking a function: stopping does not interrupt the call) have ended and none started for
+        `quiet_s`. Invocations run under the environment lock, so holding it means none is running. Bounded: if no
+        call starts within `start_within_s`, there is nothing to wait for."""
+        deadline = time.monotonic() + start_within_s
+        while self.calls() == since and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen = -1
+        while seen != self.calls():
+            seen = self.calls()
+            with _LOCK:  # the call in flight, if any, has returned
+                pass
+            time.sleep(quiet_s)
 
     def callables(self) -> dict[str, Any]:
         """{function name and ARN: callable(event, context)} for the Step Functions extension."""

@@ -33,7 +33,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from infra.local.functions import InProcessFunctions
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGE = "local"
@@ -374,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if ok:
                     ok = roll_out(args, result, timings, deployment, templates, prefix, predict, url, models_audit, env)
-                    inject_drift(args, result, timings, deployment, templates, url, audit)
+                    inject_drift(args, result, timings, deployment, templates, url, audit, functions)
                 if args.serve:
                     say(f"serving on {url} until Ctrl-C")
                     with contextlib_suppress_interrupt():
@@ -494,7 +497,7 @@ def roll_out(
 
 def inject_drift(
     args: argparse.Namespace, result: dict[str, Any], timings: Timings, deployment: Any,
-    templates: dict[str, dict[str, Any]], url: str, audit: Path,
+    templates: dict[str, dict[str, Any]], url: str, audit: Path, functions: InProcessFunctions,
 ) -> None:  # fmt: skip
     """Texts of other domains sent to the server, then the drift monitor run once over them, as its scheduled
     function would (its environment from the template), with the audit source pointed at the records this phase
@@ -529,6 +532,7 @@ def inject_drift(
         sfn = boto3.client("stepfunctions")
         clients = Clients(s3=boto3.client("s3"), sfn=sfn, dynamodb=boto3.client("dynamodb"),
                           sagemaker=boto3.client("sagemaker"))  # fmt: skip
+        calls_before = functions.calls()
         report = run_monitor_once(config, clients)
         started = report.action.kind == "retrain_started"
         result.update(drift_retrain_started=started, drift_decision=report.decision, drift_reasons=report.reasons,
@@ -544,6 +548,9 @@ def inject_drift(
                 time.sleep(0.2)
             sfn.stop_execution(executionArn=arn,
                                error="LocalPlatform", cause="the drift retrain is shown started, not run")  # fmt: skip
+            # The stop does not interrupt a state already running (PrepareDataset snapshots the lake): let it end
+            # before the server goes, or its S3 calls fail against a stopped server and moto prints the trace.
+            functions.settle(calls_before)
             say(f"  retrain execution {report.action.execution_arn.rsplit(':', 1)[-1]} started (stopped: not run here)")
 
 
