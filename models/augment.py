@@ -469,6 +469,18 @@ def as_labeled(rows: Sequence[GeneratedRow], source: str, sha256: str) -> Labele
     )
 
 
+def refit_rows(generated: LabeledData, which: str) -> LabeledData:
+    """The generated rows the teacher's self-training refit learns from (recipe `augment_refit_rows`).
+
+    `agreeing`: rows whose intended label the teacher gave with confidence (the label is the generator's,
+    confirmed); `kept`: also the soft rows, labelled with the teacher's own top label (plain pseudo-labels).
+    Read back from the kept file, so the verdict is the one recorded with the rows' provenance.
+    """
+    rows, sha = read_generated(Path(generated.source))
+    chosen = [r for r in rows if which == "kept" or r.verdict == "agrees"]
+    return as_labeled(chosen, generated.source, hashlib.sha256(f"{sha}:{which}".encode()).hexdigest())
+
+
 def concat(real: LabeledData, generated: LabeledData) -> LabeledData:
     """Real rows first, then generated ones; the hash names both sources, so caches keyed on it see the change."""
     sha = hashlib.sha256(f"{real.sha256}+{generated.sha256}".encode()).hexdigest()

@@ -90,6 +90,12 @@ class HyperParameters(BaseModel):
     augment_test_ngram: int = Field(8, ge=1, description="a shared word n-gram of this length with test: dropped")
     augment_min_confidence: float = Field(0.5, ge=0, le=1, description="teacher probability of the intended label")
     augment_disagreeing: Literal["drop", "soft"] = Field("soft", description="rows the teacher labels otherwise")
+    augment_refit_epochs: int = Field(
+        0, ge=0, description="self-training: epochs of a second teacher fine-tune on real + judged rows (0: off)"
+    )
+    augment_refit_rows: Literal["agreeing", "kept"] = Field(
+        "agreeing", description="generated rows of the refit: those the teacher agreed with, or all kept"
+    )
     # optimisation
     batch_size: int = Field(32, ge=1, description="per process")
     warmup_ratio: float = Field(0.06, ge=0, lt=1)

@@ -235,8 +235,10 @@ def run(cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
     t_train = encode(teacher_tok, train, label_ids, hp.teacher_max_length)
     t_dev = enc(teacher_tok, dev, hp.teacher_max_length)
     history: dict[str, list[dict[str, float]]] = {}
-    if needs_finetune and hp.teacher_epochs > 0:
-        hard = torch.as_tensor(t_train.labels)
+
+    def teacher_phase(name: str, data: Encoded, epochs: int, fp: str) -> list[dict[str, float]]:
+        """Fine-tune the teacher on `data`'s hard labels (the first fine-tune, and the self-training refit)."""
+        hard = torch.as_tensor(data.labels)
 
         def teacher_loss(
             model: torch.nn.Module, batch: list[int], ids: torch.Tensor, mask: torch.Tensor
@@ -245,13 +247,13 @@ def run(cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
             return F.cross_entropy(logits, hard[batch].to(logits.device), label_smoothing=hp.label_smoothing)
 
         phase = Phase(
-            "teacher",
+            name,
             teacher,
             param_groups(teacher, hp.teacher_lr, hp.teacher_head_lr, hp),
-            t_train,
+            data,
             t_dev,
             teacher_loss,
-            hp.teacher_epochs,
+            epochs,
             hp.batch_size,
             hp.warmup_ratio,
             hp.weight_decay,
@@ -259,9 +261,12 @@ def run(cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
             hp.checkpoint_every,
             hp.seed,
             hp.precision,
-            teacher_fp,
+            fp,
         )
-        history["teacher"] = run_phase(phase, info, ckpt)
+        return run_phase(phase, info, ckpt)
+
+    if needs_finetune and hp.teacher_epochs > 0:
+        history["teacher"] = teacher_phase("teacher", t_train, hp.teacher_epochs, teacher_fp)
 
     # 2b. synthetic rows (recipe augment_*): written from real ones, judged by the fine-tuned teacher, kept
     # apart (paths.output_data_dir/generated.jsonl.gz with provenance); the student distils on real + kept.
@@ -275,8 +280,9 @@ def run(cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
             )
             return softmax(logits)
 
-        augment_fp = fingerprint({k: v for k, v in hp.model_dump().items() if k.startswith("augment_")}, teacher_fp,
-                                 test.sha256)  # fmt: skip
+        judging = {k: v for k, v in hp.model_dump().items() if k.startswith("augment_")}
+        judging = {k: v for k, v in judging.items() if not k.startswith("augment_refit")}  # comes after judging
+        augment_fp = fingerprint(judging, teacher_fp, test.sha256)
         generated, generation = augment.stage(
             hp, train, test, labels, teacher_probabilities, ckpt, augment_fp, info.is_main, info.barrier, given
         )
@@ -284,6 +290,16 @@ def run(cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
         if info.is_main:
             paths.output_data_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(generated.source, paths.output_data_dir / GENERATED_FILE)
+        # 2c. self-training (recipe augment_refit_*): the teacher fine-tunes again on the real rows and the
+        # generated rows it judged, before it labels what the student sees (docs/synthetic-data.md).
+        if hp.augment_refit_epochs > 0:
+            refit = augment.concat(train, augment.refit_rows(generated, hp.augment_refit_rows))
+            teacher_fp = fingerprint(
+                {k: v for k, v in hp.model_dump().items() if k.startswith("augment_refit")}, teacher_fp, refit.sha256
+            )
+            log.info("teacher: self-training on %d real + %d generated rows", len(train), len(refit) - len(train))
+            r_train = encode(teacher_tok, refit, label_ids, hp.teacher_max_length)
+            history["teacher_refit"] = teacher_phase("teacher_refit", r_train, hp.augment_refit_epochs, teacher_fp)
         t_train = encode(teacher_tok, distil, label_ids, hp.teacher_max_length)
         student_fp = fingerprint(hp.model_dump(), distil.sha256, teacher_fp)
 

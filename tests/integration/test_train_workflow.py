@@ -338,11 +338,12 @@ def test_a_recipe_that_augments_generates_in_its_own_job_and_trains_on_those_can
     workflow: Workflow, tiny_generator: Path
 ) -> None:
     # Given the real entry points and a starved recipe that asks for 2 generated utterances per intent from the
-    # tiny generator (short answers: min_chars lowered so some pass); bars any model passes
+    # tiny generator (short answers: min_chars lowered so some pass), with a one-epoch self-training refit of the
+    # teacher; bars any model passes
     workflow.runner.source_dir = ROOT
     recipe = {"train_limit": "24", "teacher_epochs": "1", "student_epochs": "1", "min_int8_agreement": "0.5",
               "eval_teacher": "false", "augment_per_label": "2", "augment_examples": "2",
-              "augment_max_new_tokens": "12", "augment_min_chars": "5",
+              "augment_max_new_tokens": "12", "augment_min_chars": "5", "augment_refit_epochs": "1",
               "augment_generator": str(tiny_generator)}  # fmt: skip
     given = console_input(hyperparameters=recipe, thresholds={"accuracy": 0.0, "macro_f1": 0.0, "tolerance": 1.0})
 
@@ -391,3 +392,6 @@ def test_a_recipe_that_augments_generates_in_its_own_job_and_trains_on_those_can
     assert generated["generated_texts"] == count and generated["generator"] == written["generator"]
     assert generated["kept_texts"] + sum(generated["dropped"].values()) == count
     assert card["lineage"]["dataset"]["train_rows"] + card["lineage"]["dataset"]["dev_rows"] == 24
+    # And the recipe's self-training refit ran as a teacher phase of its own, recorded in the card's history
+    assert "teacher: self-training on" in workflow.job_log(f"{run_job}-0")
+    assert [len(card["metrics"]["history"][p]) for p in ("teacher", "teacher_refit")] == [1, 1]

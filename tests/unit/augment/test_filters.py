@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from models.augment import (
     build_prompts,
     judge,
     parse_candidates,
+    refit_rows,
     stage,
     without_cut_line,
 )
@@ -183,3 +185,30 @@ def test_stage_generates_once_and_a_restarted_job_reads_the_cached_rows(
     assert summary["kept_texts"] == len(first) and set(first.labels) <= set(LABELS)
     # And with the teacher preferring lost_card, card_arrival rows were kept soft with the teacher's label
     assert summary["kept_soft"] >= 1 and "lost_card" in first.labels
+
+
+def test_the_teacher_refit_learns_agreeing_rows_by_their_intended_label_or_every_kept_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given kept rows of both verdicts: the teacher prefers lost_card, so card_arrival candidates are soft
+    def complete(messages: list[Any], sampling: Sampling) -> str:
+        if "lost" in messages[-1]["content"].lower():
+            return "My card is lost, help me please\nSomeone took my wallet and the card in it"
+        return "Has the card I ordered been posted?\nWhere is the parcel with my new card"
+
+    monkeypatch.setattr("models.augment.load_complete", lambda uri: (complete, "scripted:1"))
+    hp = HyperParameters(augment_per_label=2, augment_per_prompt=2)
+    test = LabeledData(TEST, ["card_arrival"], "test.csv", "1" * 64, [("test.csv", 2)])
+    kept, summary = stage(hp, TRAIN, test, LABELS, lambda t: np.tile([0.2, 0.8], (len(t), 1)), tmp_path, "e" * 64)
+    assert 0 < summary["kept_soft"] < summary["kept_texts"]
+
+    # When the refit's rows are chosen both ways
+    agreeing, every = refit_rows(kept, "agreeing"), refit_rows(kept, "kept")
+
+    # Then `agreeing` holds only the rows the teacher confirmed, under the label the generator was asked for
+    assert len(agreeing) == summary["kept_texts"] - summary["kept_soft"]
+    assert set(agreeing.labels) == {"lost_card"} and set(agreeing.texts) <= set(kept.texts)
+    # And `kept` is every kept row with the student's labels (the teacher's own for soft rows)
+    assert (every.texts, every.labels) == (kept.texts, kept.labels)
+    # And the two choices hash apart, so a checkpoint of one is never resumed as the other
+    assert len({agreeing.sha256, every.sha256, kept.sha256}) == 3
