@@ -36,6 +36,7 @@ import cnai
 from cnai.data.dataset import LabeledData, check_known_labels, label_order, read_labeled
 from cnai.data.generated import GENERATED_FILE
 from cnai.errors import CnaiError
+from cnai.host import host_threads
 from cnai.model.artifact import (
     CARD_FILE,
     LABELS_FILE,
@@ -46,7 +47,7 @@ from cnai.model.artifact import (
     pack,
     write_card,
 )
-from cnai.model.predictor import Predictor, host_threads, softmax
+from cnai.model.predictor import Predictor, softmax
 from models import augment
 from models.config import HyperParameters, RunConfig, parse
 from models.data import Encoded, encode, serving_tokenizer, split_dev, stratified_indices, subset

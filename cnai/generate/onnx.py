@@ -18,8 +18,8 @@ from cnai.errors import ArtifactError
 from cnai.generate.artifact import CARD_FILE, GeneratorCard, read_generator_card
 from cnai.generate.decode import TOP_K, LocalGenerator, TextCodec
 from cnai.generate.params import GenerationParams
+from cnai.host import host_threads
 from cnai.model.identity import ModelId
-from cnai.model.predictor import host_threads
 
 GENAI_CONFIG = "genai_config.json"
 

@@ -6,7 +6,6 @@ CLI and the benchmarks, so a latency or accuracy figure measured anywhere is the
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections import OrderedDict
@@ -19,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from cnai.host import host_threads
 from cnai.model.artifact import Artifact, load_artifact
 from cnai.text import normalize_text
 
@@ -35,14 +35,6 @@ def explain_words(text: str) -> list[tuple[int, int]]:
     """(start, end) of each word occlusion would remove from `text` (already normalized): one forward pass
     each, so their count is the cost of explaining the text."""
     return [m.span() for m in _EXPLAIN_WORD.finditer(text)]
-
-
-def host_threads() -> int:
-    """CPUs this process may use (Lambda's vCPUs follow its memory size; containers pin affinity)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

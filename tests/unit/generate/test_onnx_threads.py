@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import pytest
 
+from cnai.host import host_threads
 from cnai.model.identity import ModelId
-from cnai.model.predictor import host_threads
 from tests.generate_tiny import write_tokenizer
 
 
