@@ -16,6 +16,10 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python models/train.py`: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):  # the flags, without importing torch (9 s)
+    from models.config import parse
+
+    parse(sys.argv[1:])  # argparse prints the help and exits
 
 import ast
 import hashlib
