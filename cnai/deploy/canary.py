@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import WaiterError
+
 from cnai.errors import CnaiError
 from cnai.registry.packages import ModelVersion, Registry
 from cnai.settings import ModelSource, environment_for, variable
@@ -159,18 +161,18 @@ def version_env(clients: Clients, function: str, qualifier: str) -> dict[str, st
 
 
 def wait_updated(clients: Clients, function: str, timeout_s: float = 240.0, sleep: float = 1.0) -> None:
-    """Until Lambda has applied the last configuration update (LastUpdateStatus Successful)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        config = clients.lambda_.get_function_configuration(FunctionName=function)
-        status = config.get("LastUpdateStatus", "Successful")
-        if status == "Successful" and config.get("State", "Active") == "Active":
-            return
+    """Until Lambda has applied the last configuration update: botocore's `function_updated` waiter
+    (LastUpdateStatus Successful; Failed stops it at once), polled every `sleep` seconds, not its default 5."""
+    waiter = clients.lambda_.get_waiter("function_updated")
+    try:
+        waiter.wait(FunctionName=function, WaiterConfig={"Delay": sleep, "MaxAttempts": max(1, int(timeout_s / sleep))})
+    except WaiterError as exc:
+        config = exc.last_response or {}
+        status = config.get("LastUpdateStatus", "unknown")
+        reason = f" ({config['LastUpdateStatusReason']})" if config.get("LastUpdateStatusReason") else ""
         if status == "Failed":
-            raise DeployError(f"{function}: configuration update failed ({config.get('LastUpdateStatusReason')})")
-        if time.monotonic() > deadline:
-            raise DeployError(f"{function}: configuration update still {status} after {timeout_s:.0f}s")
-        time.sleep(sleep)
+            raise DeployError(f"{function}: configuration update failed{reason}") from None
+        raise DeployError(f"{function}: configuration update still {status} after {timeout_s:.0f}s{reason}") from None
 
 
 def alarm_names(target: Target, version: str) -> dict[str, str]:

@@ -189,3 +189,40 @@ def test_the_pinned_object_version_is_the_s3_one_registered_never_the_cards_vers
     canary.release(world.clients, world.target, POLICY, v.arn, clock=lambda: 1000.0)
     # Then the new version downloads exactly the judged bytes (the card's version is no S3 version: a 404)
     assert world.env("2")["CNAI_MODEL_VERSION_ID"] == judged
+
+
+@pytest.mark.parametrize(
+    ("answers", "problem"),
+    [
+        ([{"LastUpdateStatus": "InProgress"}, {"LastUpdateStatus": "Successful"}], None),
+        (
+            [{"LastUpdateStatus": "Failed", "LastUpdateStatusReason": "KMS key is disabled"}],
+            "configuration update failed (KMS key is disabled)",
+        ),
+        ([{"LastUpdateStatus": "InProgress"}] * 3, "configuration update still InProgress after 3s"),
+    ],
+)
+def test_waiting_for_a_configuration_update_follows_lambdas_last_update_status(
+    answers: list[dict[str, str]], problem: str | None
+) -> None:
+    # Given Lambda answering GetFunctionConfiguration with these statuses in turn (botocore's Stubber)
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("lambda", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stubber = Stubber(client)
+    for answer in answers:
+        stubber.add_response(
+            "get_function_configuration", {"FunctionName": FUNCTION, **answer}, {"FunctionName": FUNCTION}
+        )
+    clients = canary.Clients(client, None, None, None)  # type: ignore[arg-type]
+    # When the release waits for the update, polling every 0.01 s for at most len(answers) polls
+    with stubber:
+        if problem is None:
+            canary.wait_updated(clients, FUNCTION, timeout_s=0.01 * len(answers), sleep=0.01)
+            stubber.assert_no_pending_responses()
+            return
+        # Then a failed update stops it at once with Lambda's reason, and one still running stops it at the deadline
+        with pytest.raises(DeployError) as raised:
+            canary.wait_updated(clients, FUNCTION, timeout_s=len(answers), sleep=1)
+    assert f"{FUNCTION}: {problem}" == str(raised.value)
