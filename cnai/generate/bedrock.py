@@ -2,14 +2,19 @@
 would rather call a hosted model than run the bundled one.
 
 Bedrock does the tokenization, so tokens_in/out are its `usage` counts; time to first token is not known
-without streaming and is reported as the whole call. A deadline becomes the client's read timeout, and a
-timeout comes back as finish_reason "deadline" with no text (Converse has no partial answer). The client is
-created on first use (no AWS call at import) and can be passed in (tests use botocore's Stubber).
+without streaming and is reported as the whole call. A call's deadline becomes its client's read timeout
+(whole seconds, rounded up), with no retry (a retry would run past it); a timeout comes back as finish_reason
+"deadline" with no text (Converse has no partial answer). A call without one gets 60 s and botocore's standard
+retries. botocore fixes timeouts per client, so a client is kept per timeout, the few most recent only (a
+request chooses its deadline, so the set must stay bounded). Clients are created on first use (no AWS call at
+import); one passed in (tests use botocore's Stubber) serves every call.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections import OrderedDict
 from typing import Any
 
 from cnai.generate.params import (
@@ -22,6 +27,8 @@ from cnai.generate.params import (
 )
 from cnai.model.identity import ModelId
 
+DEFAULT_READ_TIMEOUT_S = 60
+KEPT_CLIENTS = 4  # distinct deadlines whose clients are kept (least recently used goes first)
 _REASONS: dict[str, FinishReason] = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
 
@@ -35,6 +42,7 @@ class BedrockGenerator:
             raise BedrockError("bedrock: a model id is required (bedrock:<model id>)")
         self.model_id = model_id
         self._client = client
+        self._clients: OrderedDict[int | None, Any] = OrderedDict()  # read timeout (s, None: no deadline) -> client
         self._identity = ModelId(model_id.replace(":", "-")[:200], "bedrock")
 
     @property
@@ -42,15 +50,27 @@ class BedrockGenerator:
         return self._identity
 
     def _bedrock(self, params: GenerationParams) -> Any:
-        if self._client is None:
+        """The client for this call's deadline (see the module's docstring)."""
+        if self._client is not None:
+            return self._client
+        timeout = math.ceil(params.deadline_s) if params.deadline_s else None
+        client = self._clients.get(timeout)
+        if client is None:
             import boto3
             from botocore.config import Config
 
-            timeout = params.deadline_s or 60.0
-            self._client = boto3.client(
-                "bedrock-runtime", config=Config(read_timeout=timeout, retries={"mode": "standard"})
-            )
-        return self._client
+            if timeout is None:
+                config = Config(read_timeout=DEFAULT_READ_TIMEOUT_S, retries={"mode": "standard"})
+            else:
+                config = Config(
+                    read_timeout=timeout, connect_timeout=min(timeout, 10), retries={"total_max_attempts": 1}
+                )
+            client = boto3.client("bedrock-runtime", config=config)
+            self._clients[timeout] = client
+            while len(self._clients) > KEPT_CLIENTS:
+                self._clients.popitem(last=False)
+        self._clients.move_to_end(timeout)
+        return client
 
     def generate(self, messages: Messages | str, params: GenerationParams | None = None) -> Generation:
         from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError

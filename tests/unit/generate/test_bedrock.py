@@ -79,3 +79,32 @@ def test_load_generator_routes_bedrock_uris_without_calling_aws() -> None:
     assert isinstance(generator, BedrockGenerator) and generator.model_id == MODEL and generator._client is None
     with pytest.raises(BedrockError, match="a model id is required"):
         load_generator("bedrock:")
+
+
+def test_each_deadline_gets_a_client_whose_read_timeout_is_it_without_retries_and_few_are_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given boto3 clients that record the configuration they were made with
+    made: list[Any] = []
+
+    def fake_client(service: str, config: Any) -> Any:
+        made.append(config)
+        return config
+
+    monkeypatch.setattr(boto3, "client", fake_client)
+    generator = BedrockGenerator(MODEL)
+
+    def client_for(deadline: float | None) -> Any:
+        return generator._bedrock(GenerationParams(deadline_s=deadline))
+
+    # When calls come with deadlines of 2.3 s and 2.9 s, and one without a deadline
+    short, same, open_ended = client_for(2.3), client_for(2.9), client_for(None)
+    # Then both deadlines share a client that stops reading at 3 s and does not retry past it
+    assert short is same and short.read_timeout == 3 and short.retries == {"total_max_attempts": 1}
+    # And the call without one waits 60 s with botocore's standard retries
+    assert open_ended.read_timeout == 60 and open_ended.retries == {"mode": "standard"}
+    # And a caller choosing ever new deadlines cannot grow the set: only the 4 most recent are kept
+    for deadline in (10, 20, 30, 40, 50):
+        client_for(deadline)
+    assert len(generator._clients) == 4 and 3 not in generator._clients
+    assert client_for(50).read_timeout == 50 and len(made) == 7
