@@ -476,6 +476,8 @@ def refit_rows(generated: LabeledData, which: str) -> LabeledData:
     confirmed); `kept`: also the soft rows, labelled with the teacher's own top label (plain pseudo-labels).
     Read back from the kept file, so the verdict is the one recorded with the rows' provenance.
     """
+    if which not in ("agreeing", "kept"):
+        raise ValueError(f"augment_refit_rows: {which!r} is not one of agreeing, kept")
     rows, sha = read_generated(Path(generated.source))
     chosen = [r for r in rows if which == "kept" or r.verdict == "agrees"]
     return as_labeled(chosen, generated.source, hashlib.sha256(f"{sha}:{which}".encode()).hexdigest())

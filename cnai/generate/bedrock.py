@@ -13,6 +13,7 @@ import); one passed in (tests use botocore's Stubber) serves every call.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import OrderedDict
 from typing import Any
@@ -43,6 +44,7 @@ class BedrockGenerator:
         self.model_id = model_id
         self._client = client
         self._clients: OrderedDict[int | None, Any] = OrderedDict()  # read timeout (s, None: no deadline) -> client
+        self._lock = threading.Lock()  # `cnai serve` calls from threads; boto3's default session is not thread-safe
         self._identity = ModelId(model_id.replace(":", "-")[:200], "bedrock")
 
     @property
@@ -54,23 +56,24 @@ class BedrockGenerator:
         if self._client is not None:
             return self._client
         timeout = math.ceil(params.deadline_s) if params.deadline_s else None
-        client = self._clients.get(timeout)
-        if client is None:
-            import boto3
-            from botocore.config import Config
+        with self._lock:  # the lookup, the eviction and the LRU move together: no call finds its client evicted
+            client = self._clients.get(timeout)
+            if client is None:
+                import boto3
+                from botocore.config import Config
 
-            if timeout is None:
-                config = Config(read_timeout=DEFAULT_READ_TIMEOUT_S, retries={"mode": "standard"})
-            else:
-                config = Config(
-                    read_timeout=timeout, connect_timeout=min(timeout, 10), retries={"total_max_attempts": 1}
-                )
-            client = boto3.client("bedrock-runtime", config=config)
-            self._clients[timeout] = client
-            while len(self._clients) > KEPT_CLIENTS:
-                self._clients.popitem(last=False)
-        self._clients.move_to_end(timeout)
-        return client
+                if timeout is None:
+                    config = Config(read_timeout=DEFAULT_READ_TIMEOUT_S, retries={"mode": "standard"})
+                else:
+                    config = Config(
+                        read_timeout=timeout, connect_timeout=min(timeout, 10), retries={"total_max_attempts": 1}
+                    )
+                client = boto3.client("bedrock-runtime", config=config)
+                self._clients[timeout] = client
+                while len(self._clients) > KEPT_CLIENTS:
+                    self._clients.popitem(last=False)
+            self._clients.move_to_end(timeout)
+            return client
 
     def generate(self, messages: Messages | str, params: GenerationParams | None = None) -> Generation:
         from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError

@@ -80,16 +80,17 @@ class InProcessFunctions:
         """Invocations started so far, all functions together."""
         return sum(self.invocations.values())
 
-    def settle(self, since: int, start_within_s: float = 10.0, quiet_s: float = 1.0) -> None:
+    def settle(self, since: int, start_within_s: float = 10.0, quiet_s: float = 1.0, at_most_s: float = 120.0) -> None:
         """Wait until calls started after `since` (an execution stopped while its worker thread was about to invoke
         or was invoking a function: stopping does not interrupt the call) have ended and none started for
         `quiet_s`. Invocations run under the environment lock, so holding it means none is running. Bounded: if no
-        call starts within `start_within_s`, there is nothing to wait for."""
+        call starts within `start_within_s`, there is nothing to wait for, and calls that keep starting are waited
+        for `at_most_s` in all."""
         deadline = time.monotonic() + start_within_s
         while self.calls() == since and time.monotonic() < deadline:
             time.sleep(0.05)
-        seen = -1
-        while seen != self.calls():
+        seen, give_up = -1, time.monotonic() + at_most_s
+        while seen != self.calls() and time.monotonic() < give_up:
             seen = self.calls()
             with _LOCK:  # the call in flight, if any, has returned
                 pass

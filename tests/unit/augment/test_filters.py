@@ -212,3 +212,6 @@ def test_the_teacher_refit_learns_agreeing_rows_by_their_intended_label_or_every
     assert (every.texts, every.labels) == (kept.texts, kept.labels)
     # And the two choices hash apart, so a checkpoint of one is never resumed as the other
     assert len({agreeing.sha256, every.sha256, kept.sha256}) == 3
+    # And any other choice is refused naming the recipe field, never read as `agreeing`
+    with pytest.raises(ValueError, match="augment_refit_rows: 'all' is not one of agreeing, kept"):
+        refit_rows(kept, "all")
